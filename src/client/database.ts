@@ -1,0 +1,282 @@
+/**
+ * The SDK: an embedded leader you open in a process or a page. It wraps the replica state
+ * machine with a small API (collections, batches, subscriptions, in-process sync) and
+ * chooses the environment and storage. Browser-safe: no Node built-ins here.
+ */
+import { decodeMessage, encodeMessage } from '../protocol/index.js';
+import { CausalContext } from '../core/index.js';
+import type { JsonValue, Limits, Policy } from '../core/index.js';
+import type { Env } from '../env/env.js';
+import { realEnv } from '../env/real.js';
+import { Replica } from '../replication/replica.js';
+import type {
+  ChangeEvent,
+  CollectionOptions,
+  DocView,
+  FeedEntry,
+  MergeFunction,
+  ReplicaStatus,
+  WriteOp,
+  WriteResult,
+} from '../replication/replica.js';
+import { SessionDriver } from '../replication/session-driver.js';
+import type { SessionOptions } from '../replication/session-driver.js';
+import type { Storage } from '../storage/index.js';
+import type { Connection } from '../transport/index.js';
+import { DbError, ErrorCode } from '../shared/errors.js';
+
+export type {
+  ChangeEvent,
+  CollectionOptions,
+  DocView,
+  FeedEntry,
+  JsonValue,
+  MergeFunction,
+  Policy,
+  ReplicaStatus,
+  WriteOp,
+  WriteResult,
+};
+
+export interface OpenOptions {
+  /** Stable replica id (1-64 of `A-Za-z0-9_.:-`). Generated once and persisted when absent. */
+  id?: string;
+  /** `'memory'`, a Storage instance, or (from the Node entry `polyarch`) a SQLite file path. */
+  storage: 'memory' | string | Storage;
+  /** Per-collection conflict policy: `{ carts: { policy: 'lww' } }`. */
+  collections?: Record<string, CollectionOptions>;
+  /** Size limits (document bytes, batch size, nesting depth). */
+  limits?: Partial<Limits>;
+  /** How far ahead of our clock a remote timestamp may be (default 60 s). */
+  maxSkewMs?: number;
+  /** Clock, timers, randomness and logger; defaults to the real ones. */
+  env?: Env;
+}
+
+/** Opens storage from a spec; the Node entry adds SQLite file paths. */
+export type StorageOpener = (spec: string) => Promise<Storage>;
+
+/** A collection of documents in one replica. */
+export class Collection {
+  constructor(
+    private readonly replica: Replica,
+    /** The collection's name. */
+    readonly name: string,
+  ) {}
+
+  /**
+   * Writes a JSON value. Without `version` it replaces whatever this replica holds; with the
+   * `version` from a `get`, it fails with a ConflictError (code `conflict`) when the document
+   * changed since, so no update is lost.
+   * @example
+   * const { version } = await db.collection('todos').put('t1', { title: 'milk', done: false });
+   */
+  put(id: string, value: JsonValue, options: { version?: string } = {}): Promise<WriteResult> {
+    return this.replica.put(this.name, id, value, options);
+  }
+
+  /**
+   * Reads a document: its winning value, its version, and the concurrent `conflicts` kept
+   * beside it. Returns null when the document is absent or deleted.
+   * @example
+   * const doc = await db.collection('todos').get('t1');
+   * if (doc && doc.conflicts.length > 0) console.log('concurrent edits', doc.conflicts);
+   */
+  get(id: string): Promise<DocView | null> {
+    return this.replica.get(this.name, id);
+  }
+
+  /**
+   * Deletes a document (a tombstone that replicates). With `version`, fails with a
+   * ConflictError when the document changed since that version.
+   * @example
+   * await db.collection('todos').delete('t1', { version: doc.version });
+   */
+  delete(id: string, options: { version?: string } = {}): Promise<WriteResult> {
+    return this.replica.delete(this.name, id, options);
+  }
+
+  /**
+   * One page of live documents ordered by id; pass `next` back as `after` for the next page.
+   * @example
+   * const { results, next } = await db.collection('todos').list({ limit: 50 });
+   */
+  list(options: { after?: string; limit?: number } = {}): Promise<{ results: DocView[]; next: string | null }> {
+    return this.replica.list(this.name, options);
+  }
+
+  /**
+   * Calls `listener` after each committed change to this collection, local or replicated.
+   * Returns a function that unsubscribes.
+   * @example
+   * const stop = db.collection('todos').subscribe((e) => console.log(e.id, e.origin));
+   */
+  subscribe(listener: (event: ChangeEvent) => void): () => void {
+    return this.replica.subscribe((e) => {
+      if (e.collection === this.name) listener(e);
+    });
+  }
+}
+
+/** An embedded leader: accepts reads and writes locally and syncs with any peer. */
+export class Database {
+  private readonly collectionsByName = new Map<string, Collection>();
+
+  constructor(
+    /** The underlying replica state machine (for tools and tests). */
+    readonly replica: Replica,
+    private readonly env: Env,
+  ) {}
+
+  /** This replica's id. */
+  get id(): string {
+    return this.replica.id;
+  }
+
+  /**
+   * A collection by name (1-64 of `A-Za-z0-9_.-`, starting with a letter).
+   * @example
+   * const todos = db.collection('todos');
+   */
+  collection(name: string): Collection {
+    let c = this.collectionsByName.get(name);
+    if (c === undefined) {
+      c = new Collection(this.replica, name);
+      this.collectionsByName.set(name, c);
+    }
+    return c;
+  }
+
+  /**
+   * Writes several documents atomically, here and at every replica it reaches: all or none.
+   * @example
+   * await db.batch([
+   *   { type: 'put', collection: 'accounts', id: 'a', value: { balance: 50 } },
+   *   { type: 'put', collection: 'accounts', id: 'b', value: { balance: 150 } },
+   * ]);
+   */
+  batch(ops: readonly WriteOp[]): Promise<WriteResult[]> {
+    return this.replica.write(ops);
+  }
+
+  /**
+   * What this replica holds, per replica id: the highest write counter up to which it has
+   * every write. Pass it to another replica's `changesSince`.
+   * @example
+   * const bytes = await eu.changesSince(us.vector());
+   */
+  vector(): Record<string, number> {
+    return this.replica.vector();
+  }
+
+  /**
+   * Every change this replica holds that a replica with `vector` lacks, as bytes for any
+   * channel (a file, a message queue, a custom transport). Without `vector`, everything.
+   * @example
+   * await us.applyChanges(await eu.changesSince(us.vector()));
+   */
+  async changesSince(vector: Record<string, number> = {}): Promise<Uint8Array> {
+    const context = CausalContext.from(checkVector(vector));
+    const batch = await this.replica.readBatch(0, Number.MAX_SAFE_INTEGER, context);
+    return encodeMessage({
+      type: 'batch',
+      id: 0,
+      fromSeq: 0,
+      toSeq: batch.toSeq,
+      changes: batch.changes,
+      context: batch.context,
+    });
+  }
+
+  /**
+   * Applies bytes from another replica's `changesSince`: idempotent and order-free, so the
+   * same bytes may arrive twice, late, or after newer ones. Returns how many documents changed.
+   * @example
+   * const { recorded } = await us.applyChanges(bytes);
+   */
+  async applyChanges(bytes: Uint8Array): Promise<{ recorded: number }> {
+    if (!(bytes instanceof Uint8Array)) throw new DbError(ErrorCode.invalidInput, 'applyChanges takes a Uint8Array');
+    const m = decodeMessage(bytes);
+    if (m.type !== 'batch') throw new DbError(ErrorCode.protocol, `expected changes, got a ${m.type} message`);
+    const { recorded } = await this.replica.applyRemote(m.changes, { context: m.context });
+    return { recorded };
+  }
+
+  /**
+   * Replicates with a peer over a Connection (in memory, WebSocket, ...), both ways, live
+   * until either side closes. Returns the running session.
+   * @example
+   * const [a, b] = memoryConnectionPair();
+   * eu.connect(a); us.connect(b);
+   */
+  connect(connection: Connection, options: Omit<SessionOptions, 'env'> = {}): SessionDriver {
+    const driver = new SessionDriver(this.replica, connection, { ...options, env: this.env });
+    driver.start();
+    return driver;
+  }
+
+  /**
+   * The replica's id, feed head, causal context, state digest and counts.
+   * Two replicas that hold the same writes show the same `digest`.
+   */
+  status(): ReplicaStatus {
+    return this.replica.status();
+  }
+
+  /**
+   * The local feed after `since`: one entry per document, at its latest change.
+   * @example
+   * const { results, last_seq } = await db.changes({ since: 0 });
+   */
+  changes(options: { since?: number; limit?: number } = {}): Promise<{ results: FeedEntry[]; last_seq: number }> {
+    return this.replica.changes(options);
+  }
+
+  /** Calls `listener` after each committed change in any collection; returns an unsubscribe function. */
+  subscribe(listener: (event: ChangeEvent) => void): () => void {
+    return this.replica.subscribe(listener);
+  }
+
+  /** Closes the replica and its storage. Later calls fail with code `closed`. */
+  close(): Promise<void> {
+    return this.replica.close();
+  }
+}
+
+function checkVector(vector: unknown): [string, number][] {
+  if (vector === null || typeof vector !== 'object' || Array.isArray(vector)) {
+    throw new DbError(ErrorCode.invalidInput, 'a vector is an object of replica id to counter');
+  }
+  const entries = Object.entries(vector as Record<string, unknown>);
+  for (const [, n] of entries) {
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+      throw new DbError(ErrorCode.invalidInput, 'vector counters must be integers >= 0');
+    }
+  }
+  return entries as [string, number][];
+}
+
+/** Opens a Database; `openStorage` resolves string storage specs other than 'memory'. */
+export async function openDatabase(options: OpenOptions, openStorage: StorageOpener): Promise<Database> {
+  if (options === null || typeof options !== 'object')
+    throw new DbError(ErrorCode.invalidInput, 'openReplica needs options');
+  const env = options.env ?? realEnv();
+  const storage = typeof options.storage === 'string' ? await openStorage(options.storage) : options.storage;
+  if (storage === undefined || storage === null || typeof storage !== 'object') {
+    throw new DbError(ErrorCode.invalidInput, "storage must be 'memory', a file path or a Storage");
+  }
+  try {
+    const replica = await Replica.open({
+      storage,
+      env,
+      ...(options.id === undefined ? {} : { id: options.id }),
+      ...(options.collections === undefined ? {} : { collections: options.collections }),
+      ...(options.limits === undefined ? {} : { limits: options.limits }),
+      ...(options.maxSkewMs === undefined ? {} : { maxSkewMs: options.maxSkewMs }),
+    });
+    return new Database(replica, env);
+  } catch (e) {
+    if (typeof options.storage === 'string') await storage.close();
+    throw e;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Document values are JSON: plain objects, arrays, strings, finite numbers, booleans, null.
+ * Anything else (undefined, NaN, a Date, a Map, a cycle) is refused with a clear error
+ * instead of being silently changed by JSON.stringify.
+ */
+import { utf8 } from './codec.js';
+import type { Limits } from './names.js';
+import { DbError, ErrorCode } from '../shared/errors.js';
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+function invalid(path: string, what: string): DbError {
+  return new DbError(ErrorCode.invalidInput, `value${path} is not JSON: ${what}`);
+}
+
+function check(v: unknown, path: string, depth: number, maxDepth: number, seen: Set<object>): void {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return;
+    case 'number':
+      if (!Number.isFinite(v)) throw invalid(path, `${v} is not a finite number`);
+      return;
+    case 'object': {
+      if (v === null) return;
+      if (depth >= maxDepth) throw invalid(path, `nested deeper than ${maxDepth} levels`);
+      if (seen.has(v)) throw invalid(path, 'it contains a cycle');
+      seen.add(v);
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) check(v[i], `${path}[${i}]`, depth + 1, maxDepth, seen);
+      } else {
+        const proto = Object.getPrototypeOf(v) as unknown;
+        if (proto !== Object.prototype && proto !== null) {
+          throw invalid(path, `${(v as object).constructor?.name ?? 'object'} is not a plain object`);
+        }
+        for (const k of Object.keys(v))
+          check((v as Record<string, unknown>)[k], `${path}.${k}`, depth + 1, maxDepth, seen);
+      }
+      seen.delete(v);
+      return;
+    }
+    default:
+      throw invalid(path, `${typeof v} is not allowed`);
+  }
+}
+
+/** Validates a value and returns its JSON text as UTF-8 bytes, within the size limit. */
+export function encodeJsonValue(value: unknown, limits: Pick<Limits, 'docBytesMax' | 'valueDepthMax'>): Uint8Array {
+  check(value, '', 0, limits.valueDepthMax, new Set());
+  const bytes = utf8(JSON.stringify(value));
+  if (bytes.length > limits.docBytesMax) {
+    throw new DbError(ErrorCode.tooLarge, `document is ${bytes.length} bytes; the limit is ${limits.docBytesMax}`, {
+      details: { bytes: bytes.length, limit: limits.docBytesMax },
+    });
+  }
+  return bytes;
+}

@@ -1,0 +1,199 @@
+/**
+ * The `record` document kind: a multi-value register as a dotted version vector set
+ * (Preguiça et al., "Dotted Version Vectors", and Riak's DVVSet).
+ *
+ * A state is a set of siblings, each a write identified by its dot, plus the document's
+ * context: the version vector of every write to this document the state has seen.
+ *
+ *   siblings  { a:3 -> "x",  b:1 -> "y" }      two concurrent writes, both kept
+ *   context   { a:3, b:1 }                      everything seen, superseded writes included
+ *
+ * Join keeps a sibling when both sides hold it, or when the other side has not seen it; a
+ * sibling the other side has seen but no longer holds was superseded there. That join is
+ * commutative, associative and idempotent, so replicas converge in any delivery order.
+ * Deletes are tombstone siblings, so a delete concurrent with an update is a conflict too.
+ * Values stay as the UTF-8 JSON bytes the writer produced: join and encode never parse them.
+ */
+import { Decoder, Encoder, compareBytes, fromUtf8 } from './codec.js';
+import type { Dot } from './dot.js';
+import { compareDots } from './dot.js';
+import type { Hlc } from './hlc.js';
+import { compareHlc } from './hlc.js';
+import type { VersionVector } from './version-vector.js';
+import { decodeVv, encodeVv, vvCovers, vvMerge, vvWith } from './version-vector.js';
+import { DbError, ErrorCode } from '../shared/errors.js';
+
+export const Policy = { keep: 'keep', lww: 'lww', merge: 'merge' } as const;
+export type Policy = (typeof Policy)[keyof typeof Policy];
+
+export interface Sibling {
+  readonly dot: Dot;
+  readonly hlc: Hlc;
+  /** UTF-8 JSON text of the value; null for a tombstone (a delete). */
+  readonly value: Uint8Array | null;
+}
+
+export interface RecordState {
+  /** Sorted by dot; no two siblings share a dot; every dot is covered by `context`. */
+  readonly siblings: readonly Sibling[];
+  readonly context: VersionVector;
+}
+
+export const EMPTY_RECORD: RecordState = { siblings: [], context: new Map() };
+
+/** Document kinds, as the first byte of an encoded state. Later kinds take later bytes. */
+export const KIND_RECORD = 1;
+
+function hasDot(siblings: readonly Sibling[], dot: Dot): boolean {
+  for (const s of siblings) if (s.dot.replica === dot.replica && s.dot.counter === dot.counter) return true;
+  return false;
+}
+
+/**
+ * The displayed winner among siblings, identical on every replica: a live sibling beats a
+ * tombstone, then the higher HLC, then the higher replica id, then the higher counter.
+ */
+export function compareForWinner(a: Sibling, b: Sibling): number {
+  const live = (a.value === null ? 0 : 1) - (b.value === null ? 0 : 1);
+  if (live !== 0) return live;
+  return compareLww(a, b);
+}
+
+/** Last-writer-wins order: the HLC alone (deletes included), then replica id, then counter. */
+export function compareLww(a: Sibling, b: Sibling): number {
+  const t = compareHlc(a.hlc, b.hlc);
+  if (t !== 0) return t;
+  if (a.dot.replica !== b.dot.replica) return a.dot.replica < b.dot.replica ? -1 : 1;
+  return a.dot.counter - b.dot.counter;
+}
+
+export function winner(state: RecordState): Sibling | undefined {
+  let best: Sibling | undefined;
+  for (const s of state.siblings) if (best === undefined || compareForWinner(s, best) > 0) best = s;
+  return best;
+}
+
+/** `lww` keeps only the latest sibling; the losers' dots stay in the context, so they never return. */
+function applyPolicy(siblings: Sibling[], policy: Policy): Sibling[] {
+  if (policy !== Policy.lww || siblings.length <= 1) return siblings;
+  let best = siblings[0] as Sibling;
+  for (const s of siblings) if (compareLww(s, best) > 0) best = s;
+  return [best];
+}
+
+export function joinRecords(a: RecordState, b: RecordState, policy: Policy = Policy.keep): RecordState {
+  const out: Sibling[] = [];
+  for (const s of a.siblings) {
+    if (hasDot(b.siblings, s.dot) || !vvCovers(b.context, s.dot)) out.push(s);
+  }
+  for (const s of b.siblings) {
+    if (!hasDot(a.siblings, s.dot) && !vvCovers(a.context, s.dot)) out.push(s);
+  }
+  out.sort((x, y) => compareDots(x.dot, y.dot));
+  return { siblings: applyPolicy(out, policy), context: vvMerge(a.context, b.context) };
+}
+
+/**
+ * What a write saw: `context` covers every sibling it replaces (a whole-document version),
+ * or `dot` names the one sibling it replaces (a sibling's own version).
+ */
+export type WriteBasis = { kind: 'context'; context: VersionVector } | { kind: 'dot'; dot: Dot };
+
+/**
+ * A local write: a new sibling with a fresh dot replaces every sibling its basis covers;
+ * siblings the basis did not see stay as conflicts.
+ */
+export function writeRecord(
+  state: RecordState,
+  write: { dot: Dot; hlc: Hlc; value: Uint8Array | null; basis: WriteBasis },
+  policy: Policy = Policy.keep,
+): RecordState {
+  const { basis } = write;
+  const kept = state.siblings.filter((s) =>
+    basis.kind === 'context'
+      ? !vvCovers(basis.context, s.dot)
+      : !(s.dot.replica === basis.dot.replica && s.dot.counter === basis.dot.counter),
+  );
+  const mine: Sibling = { dot: write.dot, hlc: write.hlc, value: write.value };
+  const siblings = [...kept, mine].sort((x, y) => compareDots(x.dot, y.dot));
+  let context = vvWith(state.context, write.dot);
+  // A whole-document version from another leader may have seen writes this one has not:
+  // they are superseded too, so they must not come back when they arrive.
+  if (basis.kind === 'context') context = vvMerge(context, basis.context);
+  return { siblings: applyPolicy(siblings, policy), context };
+}
+
+export function encodeRecord(state: RecordState): Uint8Array {
+  const enc = new Encoder(32 + state.siblings.reduce((n, s) => n + (s.value?.length ?? 0) + 24, 0));
+  encodeRecordTo(enc, state);
+  return enc.finish();
+}
+
+export function encodeRecordTo(enc: Encoder, state: RecordState): void {
+  enc.byte(KIND_RECORD);
+  enc.uint(state.siblings.length);
+  for (const s of state.siblings) {
+    enc.string(s.dot.replica).uint(s.dot.counter).uint(s.hlc.ms).uint(s.hlc.c);
+    if (s.value === null) enc.byte(0);
+    else enc.byte(1).bytes(s.value);
+  }
+  encodeVv(enc, state.context);
+}
+
+/**
+ * Decodes and validates a state. Values are copied out of the input buffer so a state never
+ * pins a large frame in memory. Throws DbError('corrupt') on any malformed or non-canonical
+ * input; with `checkJson`, also when a value is not valid JSON text.
+ */
+export function decodeRecord(bytes: Uint8Array, options: { checkJson?: boolean } = {}): RecordState {
+  const dec = new Decoder(bytes);
+  const state = decodeRecordFrom(dec, options);
+  dec.end();
+  return state;
+}
+
+export function decodeRecordFrom(dec: Decoder, options: { checkJson?: boolean } = {}): RecordState {
+  const kind = dec.byte();
+  if (kind !== KIND_RECORD) throw new DbError(ErrorCode.corrupt, `unknown document kind ${kind}`);
+  const n = dec.uint();
+  if (n > 100_000) throw new DbError(ErrorCode.corrupt, 'too many siblings');
+  const siblings: Sibling[] = [];
+  for (let i = 0; i < n; i++) {
+    const replica = dec.string();
+    const counter = dec.uint();
+    const ms = dec.uint();
+    const c = dec.uint();
+    const flag = dec.byte();
+    let value: Uint8Array | null;
+    if (flag === 0) value = null;
+    else if (flag === 1) {
+      value = dec.bytes().slice();
+      if (options.checkJson === true) checkJsonText(value);
+    } else throw new DbError(ErrorCode.corrupt, 'bad sibling flag');
+    if (counter < 1) throw new DbError(ErrorCode.corrupt, 'sibling counter below 1');
+    const s: Sibling = { dot: { replica, counter }, hlc: { ms, c }, value };
+    const prev = siblings[siblings.length - 1];
+    if (prev !== undefined && compareDots(prev.dot, s.dot) >= 0) {
+      throw new DbError(ErrorCode.corrupt, 'siblings not sorted');
+    }
+    siblings.push(s);
+  }
+  const context = decodeVv(dec);
+  for (const s of siblings) {
+    if (!vvCovers(context, s.dot)) throw new DbError(ErrorCode.corrupt, 'sibling not covered by its context');
+  }
+  return { siblings, context };
+}
+
+function checkJsonText(value: Uint8Array): void {
+  try {
+    JSON.parse(fromUtf8(value));
+  } catch (cause) {
+    throw new DbError(ErrorCode.corrupt, 'sibling value is not JSON', { cause });
+  }
+}
+
+/** True when both states are the same, by canonical bytes. */
+export function recordEquals(a: RecordState, b: RecordState): boolean {
+  return compareBytes(encodeRecord(a), encodeRecord(b)) === 0;
+}

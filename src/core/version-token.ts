@@ -1,0 +1,91 @@
+/**
+ * Version tokens: the opaque, URL-safe strings a reader gets back with a document and hands
+ * back with its next write (`If-Match`). A token encodes what the reader saw: the document's
+ * whole context, or the dot of one sibling. It is bound to its document and checksummed, so a
+ * corrupt, truncated or tampered token, or one taken from another document, is refused with
+ * DbError('bad_version') rather than silently misread. Tokens are not secret.
+ *
+ *   byte 0     format (1)
+ *   byte 1     kind: 0 = document context, 1 = sibling dot
+ *   bytes 2-5  first 4 bytes of sha256(collection NUL id)
+ *   payload    version vector (kind 0) or replica + counter (kind 1)
+ *   last 4     first 4 bytes of sha256(everything before)
+ */
+import { Decoder, Encoder, bytesEqual, fromBase64Url, toBase64Url, utf8 } from './codec.js';
+import type { Dot } from './dot.js';
+import { sha256 } from './hash.js';
+import type { WriteBasis } from './record.js';
+import type { VersionVector } from './version-vector.js';
+import { decodeVv, encodeVv } from './version-vector.js';
+import { DbError, ErrorCode } from '../shared/errors.js';
+
+const FORMAT = 1;
+const MAX_TOKEN_CHARS = 8192;
+
+function docTag(collection: string, id: string): Uint8Array {
+  return sha256(utf8(`${collection}\u0000${id}`)).subarray(0, 4);
+}
+
+function seal(enc: Encoder): string {
+  const body = enc.finish();
+  const sum = sha256(body).subarray(0, 4);
+  const out = new Uint8Array(body.length + 4);
+  out.set(body);
+  out.set(sum, body.length);
+  return toBase64Url(out);
+}
+
+export function contextToken(collection: string, id: string, context: VersionVector): string {
+  const enc = new Encoder(32).byte(FORMAT).byte(0).raw(docTag(collection, id));
+  encodeVv(enc, context);
+  return seal(enc);
+}
+
+export function dotToken(collection: string, id: string, dot: Dot): string {
+  const enc = new Encoder(32).byte(FORMAT).byte(1).raw(docTag(collection, id));
+  enc.string(dot.replica).uint(dot.counter);
+  return seal(enc);
+}
+
+function bad(message: string, cause?: unknown): DbError {
+  return new DbError(ErrorCode.badVersion, message, cause === undefined ? {} : { cause });
+}
+
+/** Decodes a token for (collection, id). Throws DbError('bad_version') on anything wrong. */
+export function parseToken(collection: string, id: string, token: string): WriteBasis {
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_CHARS) {
+    throw bad('version token is empty or too long');
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = fromBase64Url(token);
+  } catch (cause) {
+    throw bad('version token is not valid base64url', cause);
+  }
+  if (bytes.length < 10) throw bad('version token is truncated');
+  const body = bytes.subarray(0, bytes.length - 4);
+  if (!bytesEqual(sha256(body).subarray(0, 4), bytes.subarray(bytes.length - 4))) {
+    throw bad('version token is corrupt (checksum mismatch)');
+  }
+  const dec = new Decoder(body);
+  try {
+    if (dec.byte() !== FORMAT) throw bad('unknown version token format');
+    const kind = dec.byte();
+    if (!bytesEqual(dec.raw(4), docTag(collection, id))) {
+      throw bad(`version token belongs to another document than ${collection}/${id}`);
+    }
+    let basis: WriteBasis;
+    if (kind === 0) basis = { kind: 'context', context: decodeVv(dec) };
+    else if (kind === 1) {
+      const replica = dec.string();
+      const counter = dec.uint();
+      if (counter < 1) throw bad('version token names an invalid write');
+      basis = { kind: 'dot', dot: { replica, counter } };
+    } else throw bad('unknown version token kind');
+    dec.end();
+    return basis;
+  } catch (e) {
+    if (e instanceof DbError && e.code === ErrorCode.badVersion) throw e;
+    throw bad('version token is malformed', e);
+  }
+}

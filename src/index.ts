@@ -1,0 +1,29 @@
+/**
+ * polyarch: the Node entry of the SDK. Everything of polyarch/client, plus SQLite storage
+ * for file paths (`storage: './data/eu.db'`).
+ */
+import { openMemoryStorage } from './storage/memory/index.js';
+import { openDatabase } from './client/database.js';
+import type { Database, OpenOptions } from './client/database.js';
+
+export { Collection, Database } from './client/database.js';
+export type * from './client/database.js';
+export { DbError, ConflictError, ErrorCode, isDbError } from './shared/errors.js';
+export { memoryConnectionPair } from './transport/memory/index.js';
+export type { Storage } from './storage/index.js';
+export type { Connection } from './transport/index.js';
+
+/**
+ * Opens an embedded leader. `storage` is `'memory'`, a SQLite file path, or a Storage.
+ * @example
+ * import { openReplica } from 'polyarch';
+ * const db = await openReplica({ id: 'laptop', storage: './laptop.db' });
+ * await db.collection('events').put('standup', { at: '09:30' });
+ */
+export function openReplica(options: OpenOptions): Promise<Database> {
+  return openDatabase(options, async (spec) => {
+    if (spec === 'memory') return openMemoryStorage();
+    const { openSqliteStorage } = await import('./storage/sqlite/index.js');
+    return openSqliteStorage(spec);
+  });
+}

@@ -1,0 +1,68 @@
+/**
+ * The messages of a replication session (DESIGN.md section 4), as a tagged union on `type`.
+ * Byte fields (`state`, `context`, `challenge`, `proof`) are opaque here: the layers that use
+ * them validate them. Changing anything in this file changes the schema: see version.ts.
+ */
+
+/** One document's new state. `state` is the encoded document state, opaque here. */
+export interface DocChange {
+  readonly collection: string;
+  readonly id: string;
+  readonly state: Uint8Array;
+}
+
+/** The documents of one recorded change; the receiver applies them atomically. */
+export interface Change {
+  readonly docs: readonly DocChange[];
+}
+
+export type Message =
+  /**
+   * First message of each side. `context` is the sender's encoded CausalContext (opaque here);
+   * `challenge` is a random nonce for the HMAC authentication of the peer (may be empty).
+   */
+  | {
+      readonly type: 'hello';
+      readonly protocol: number;
+      readonly cluster: string;
+      readonly replica: string;
+      readonly context: Uint8Array;
+      readonly challenge: Uint8Array;
+    }
+  /** Answer to the peer's challenge. */
+  | { readonly type: 'auth'; readonly proof: Uint8Array }
+  /** "Send me your feed after seq `since`." */
+  | { readonly type: 'pull'; readonly since: number }
+  /**
+   * Feed entries `fromSeq..toSeq` of the sender. `context` is the sender's encoded
+   * CausalContext when `toSeq` is the sender's head, else null.
+   */
+  | {
+      readonly type: 'batch';
+      readonly id: number;
+      readonly fromSeq: number;
+      readonly toSeq: number;
+      readonly changes: readonly Change[];
+      readonly context: Uint8Array | null;
+    }
+  /** Batch `id` is applied and durable up to `toSeq`. */
+  | { readonly type: 'ack'; readonly id: number; readonly toSeq: number }
+  /** The sender closes the session for this reason (`code` is an ErrorCode or similar). */
+  | { readonly type: 'error'; readonly code: string; readonly message: string }
+  | { readonly type: 'ping'; readonly nonce: number }
+  | { readonly type: 'pong'; readonly nonce: number };
+
+export const MessageType = {
+  hello: 'hello',
+  auth: 'auth',
+  pull: 'pull',
+  batch: 'batch',
+  ack: 'ack',
+  error: 'error',
+  ping: 'ping',
+  pong: 'pong',
+} as const satisfies { readonly [T in Message['type']]: T };
+export type MessageType = Message['type'];
+
+/** The message of one type: `MessageOf<'batch'>`. */
+export type MessageOf<T extends MessageType> = Extract<Message, { readonly type: T }>;

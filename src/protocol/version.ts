@@ -1,0 +1,9 @@
+/**
+ * The version of the replication wire protocol, sent in every hello.
+ * Any change to the message schema (a message, a field, a tag, an encoding, a limit) must bump
+ * it and add a line below; schema.test.ts fails until both are done.
+ */
+
+// History:
+// 1 (2026-11-28): first version: hello, pull, batch, ack, error, ping, pong.
+export const PROTOCOL_VERSION = 1;

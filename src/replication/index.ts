@@ -1,0 +1,19 @@
+export { Replica, encodeContext, decodeContext } from './replica.js';
+export type {
+  ApplyResult,
+  ChangeEvent,
+  CollectionOptions,
+  ConflictView,
+  DocView,
+  FeedEntry,
+  MergeFunction,
+  OutgoingBatch,
+  ReplicaOptions,
+  ReplicaStatus,
+  WriteOp,
+  WriteResult,
+} from './replica.js';
+export { initialSession, step } from './session.js';
+export type { Effect, SessionConfig, SessionEvent, SessionState } from './session.js';
+export { SessionDriver } from './session-driver.js';
+export type { SessionInfo, SessionOptions } from './session-driver.js';

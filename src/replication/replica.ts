@@ -1,0 +1,736 @@
+/**
+ * The replica state machine: a leader's documents, its feed and its bookkeeping, over an
+ * injected Storage and Env. Every local write and every applied remote change is one storage
+ * transaction holding the document rows, the feed position and the replica metadata, so an
+ * acknowledged write is durable and a crash never leaves half a change.
+ *
+ * Feed: every change this replica records (local or remote) gets the next local `seq`; a
+ * document's row carries the seq of the change that last changed it (CouchDB's by-seq
+ * index). A remote change that joins to nothing new is not recorded, so it is not forwarded
+ * again: that is the loop guard for any topology.
+ */
+import {
+  CausalContext,
+  DEFAULT_LIMITS,
+  Decoder,
+  Encoder,
+  DEFAULT_MAX_SKEW_MS,
+  EMPTY_RECORD,
+  Policy,
+  bytesEqual,
+  checkCollection,
+  checkDocId,
+  checkReplicaId,
+  compareDots,
+  contextToken,
+  decodeRecord,
+  dotToken,
+  encodeJsonValue,
+  fromUtf8,
+  hlcToIso,
+  joinRecords,
+  observe,
+  parseToken,
+  sha256,
+  tick,
+  toHex,
+  utf8,
+  vvCovers,
+  winner,
+  writeRecord,
+} from '../core/index.js';
+import type { Dot, Hlc, JsonValue, Limits, RecordState, Sibling, WriteBasis } from '../core/index.js';
+import type { Env } from '../env/env.js';
+import type { Change, DocChange } from '../protocol/index.js';
+import type { DocKey, DocRow, Storage, WriteTx } from '../storage/index.js';
+import { ConflictError, DbError, ErrorCode } from '../shared/errors.js';
+import { META_KEY, ReplicaMeta } from './replica-meta.js';
+import { FLAG_IN_GROUP, unwrapStored, wrapStored } from './stored-doc.js';
+
+/** A pure function of the live siblings' values, in canonical (dot) order. */
+export type MergeFunction = (values: JsonValue[]) => JsonValue;
+
+export interface CollectionOptions {
+  /** How concurrent writes are resolved: 'keep' (default), 'lww' or 'merge'. */
+  policy?: Policy;
+  /** Required with policy 'merge'. */
+  merge?: MergeFunction;
+}
+
+export interface ReplicaOptions {
+  storage: Storage;
+  /** Stable replica id; generated once and persisted when absent. */
+  id?: string;
+  env: Env;
+  limits?: Partial<Limits>;
+  /** How far ahead of our clock a remote HLC may be before its change is refused. */
+  maxSkewMs?: number;
+  collections?: Record<string, CollectionOptions>;
+}
+
+export interface ConflictView {
+  value: JsonValue | null;
+  deleted: boolean;
+  /** This sibling's own version: `If-Match` with it replaces exactly this sibling. */
+  version: string;
+  origin: string;
+  time: string;
+}
+
+export interface DocView {
+  id: string;
+  value: JsonValue;
+  /** The whole document's version: `If-Match` with it replaces every sibling seen here. */
+  version: string;
+  origin: string;
+  time: string;
+  conflicts: ConflictView[];
+}
+
+export interface WriteResult {
+  collection: string;
+  id: string;
+  version: string;
+}
+
+export type WriteOp =
+  | { type: 'put'; collection: string; id: string; value: unknown; version?: string }
+  | { type: 'delete'; collection: string; id: string; version?: string };
+
+export interface ChangeEvent {
+  collection: string;
+  id: string;
+  seq: number;
+  origin: 'local' | 'remote';
+}
+
+export interface FeedEntry {
+  seq: number;
+  collection: string;
+  id: string;
+  version: string;
+  deleted: boolean;
+  conflicts: number;
+}
+
+/** What one session sends in one frame: a range of the feed, grouped into atomic changes. */
+export interface OutgoingBatch {
+  fromSeq: number;
+  toSeq: number;
+  changes: Change[];
+  /** The sender's causal context when the batch reaches its head, else null. */
+  context: Uint8Array | null;
+}
+
+export interface ApplyResult {
+  /** Documents whose state changed here. */
+  recorded: number;
+  /** Dots the sender is now known to hold (for the session's view of the peer). */
+  learned: CausalContext;
+}
+
+export interface ReplicaStatus {
+  replica: string;
+  seq: number;
+  vector: ReturnType<CausalContext['toJSON']>;
+  digest: string;
+  docs: number;
+  conflicts: number;
+}
+
+interface PreparedWrite {
+  collection: string;
+  id: string;
+  value: Uint8Array | null;
+  basis: WriteBasis | undefined;
+}
+
+interface IncomingDoc {
+  collection: string;
+  id: string;
+  bytes: Uint8Array;
+  state: RecordState;
+}
+
+const decodeText = (bytes: Uint8Array): JsonValue => JSON.parse(fromUtf8(bytes)) as JsonValue;
+
+export class Replica {
+  private meta: ReplicaMeta;
+  private closed = false;
+  private readonly listeners = new Set<(e: ChangeEvent) => void>();
+  private readonly limits: Limits;
+  private readonly maxSkewMs: number;
+  private readonly collections: Record<string, CollectionOptions>;
+
+  private constructor(
+    private readonly storage: Storage,
+    private readonly env: Env,
+    meta: ReplicaMeta,
+    options: ReplicaOptions,
+  ) {
+    this.meta = meta;
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.maxSkewMs = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
+    this.collections = options.collections ?? {};
+  }
+
+  static async open(options: ReplicaOptions): Promise<Replica> {
+    const { storage, env } = options;
+    if (options.id !== undefined) checkReplicaId(options.id);
+    for (const [name, c] of Object.entries(options.collections ?? {})) {
+      checkCollection(name);
+      if (c.policy === Policy.merge && typeof c.merge !== 'function') {
+        throw new DbError(ErrorCode.invalidInput, `collection ${name} has policy 'merge' but no merge function`);
+      }
+    }
+    const meta = await storage.write(async (tx) => {
+      const bytes = await tx.getMeta(META_KEY);
+      if (bytes !== undefined) {
+        const m = ReplicaMeta.decode(bytes);
+        if (options.id !== undefined && options.id !== m.id) {
+          throw new DbError(
+            ErrorCode.invalidInput,
+            `this store belongs to replica ${m.id}, not ${options.id}: one store, one replica id`,
+          );
+        }
+        return m;
+      }
+      const id = options.id ?? `r-${toHex(env.random.bytes(6))}`;
+      const m = ReplicaMeta.fresh(id);
+      tx.putMeta(META_KEY, m.encode());
+      return m;
+    });
+    // The persisted high-water mark keeps our HLC monotonic across restarts, even when the
+    // wall clock went backwards meanwhile.
+    return new Replica(storage, env, meta, options);
+  }
+
+  get id(): string {
+    return this.meta.id;
+  }
+
+  /** The committed feed head. */
+  get seq(): number {
+    return this.meta.seq;
+  }
+
+  policyOf(collection: string): Policy {
+    return this.collections[collection]?.policy ?? Policy.keep;
+  }
+
+  // ---------------------------------------------------------------- local writes
+
+  async put(collection: string, id: string, value: unknown, options: { version?: string } = {}): Promise<WriteResult> {
+    const op: WriteOp = { type: 'put', collection, id, value };
+    if (options.version !== undefined) op.version = options.version;
+    return (await this.write([op]))[0] as WriteResult;
+  }
+
+  async delete(collection: string, id: string, options: { version?: string } = {}): Promise<WriteResult> {
+    const op: WriteOp = { type: 'delete', collection, id };
+    if (options.version !== undefined) op.version = options.version;
+    return (await this.write([op]))[0] as WriteResult;
+  }
+
+  /**
+   * Writes several documents atomically: all commit together, or, when any op is invalid or
+   * conflicts, none does. Readers here and at every other replica never see part of it.
+   */
+  async write(ops: readonly WriteOp[]): Promise<WriteResult[]> {
+    this.checkOpen();
+    if (!Array.isArray(ops) || ops.length === 0) {
+      throw new DbError(ErrorCode.invalidInput, 'a batch needs at least one operation');
+    }
+    if (ops.length > this.limits.batchDocsMax) {
+      throw new DbError(ErrorCode.tooLarge, `a batch holds at most ${this.limits.batchDocsMax} documents`);
+    }
+    const prepared = ops.map((op) => this.prepare(op));
+    const seen = new Set<string>();
+    for (const p of prepared) {
+      const k = `${p.collection}\u0000${p.id}`;
+      if (seen.has(k)) throw new DbError(ErrorCode.invalidInput, `${p.collection}/${p.id} appears twice in one batch`);
+      seen.add(k);
+    }
+    return this.commit(async (tx, next, events) => {
+      const rows = await tx.getDocs(prepared);
+      const seq = next.seq + 1;
+      const flags = prepared.length > 1 ? FLAG_IN_GROUP : 0;
+      const results: WriteResult[] = [];
+      for (let i = 0; i < prepared.length; i++) {
+        const p = prepared[i] as PreparedWrite;
+        const row = rows[i];
+        const old = row === undefined ? undefined : unwrapStored(row.state);
+        const state = old?.state ?? EMPTY_RECORD;
+        const basis = this.checkBasis(p, state, next);
+        const dot: Dot = { replica: next.id, counter: ++next.counter };
+        next.hlc = tick(next.hlc, this.env.clock.nowMs());
+        const written = writeRecord(state, { dot, hlc: next.hlc, value: p.value, basis }, this.policyOf(p.collection));
+        next.context.add(dot);
+        this.record(tx, next, p, row, old, written, seq, flags);
+        events.push({ collection: p.collection, id: p.id, seq, origin: 'local' });
+        results.push({
+          collection: p.collection,
+          id: p.id,
+          version: contextToken(p.collection, p.id, written.context),
+        });
+      }
+      next.seq = seq;
+      return results;
+    });
+  }
+
+  private prepare(op: WriteOp): PreparedWrite {
+    if (op === null || typeof op !== 'object')
+      throw new DbError(ErrorCode.invalidInput, 'an operation must be an object');
+    if (op.type !== 'put' && op.type !== 'delete') {
+      throw new DbError(
+        ErrorCode.invalidInput,
+        `unknown operation type ${JSON.stringify((op as { type?: unknown }).type)}`,
+      );
+    }
+    const collection = checkCollection(op.collection);
+    const id = checkDocId(op.id);
+    const value = op.type === 'put' ? encodeJsonValue(op.value, this.limits) : null;
+    const basis = op.version === undefined ? undefined : parseToken(collection, id, op.version);
+    return { collection, id, value, basis };
+  }
+
+  /** The write's basis, refusing (409) a version that does not cover the current siblings. */
+  private checkBasis(p: PreparedWrite, state: RecordState, next: ReplicaMeta): WriteBasis {
+    const { basis } = p;
+    if (basis === undefined) {
+      if (p.value === null && winnerIsDeleted(state)) {
+        throw new DbError(ErrorCode.notFound, `${p.collection}/${p.id} does not exist`);
+      }
+      return { kind: 'context', context: state.context };
+    }
+    if (basis.kind === 'dot') {
+      if (!state.siblings.some((s) => compareDots(s.dot, basis.dot) === 0)) {
+        throw new ConflictError(`${p.collection}/${p.id}: the version given is no longer current`, {
+          collection: p.collection,
+          id: p.id,
+        });
+      }
+      return basis;
+    }
+    // A context naming writes of ours we never made is forged or from a wiped store.
+    if ((basis.context.get(next.id) ?? 0) > next.counter) {
+      throw new DbError(ErrorCode.badVersion, 'version token names writes this replica never made');
+    }
+    const unseen = state.siblings.filter((s) => !vvCovers(basis.context, s.dot));
+    if (unseen.length > 0) {
+      throw new ConflictError(
+        `${p.collection}/${p.id} changed since the version given: read it again and retry with its new version`,
+        { collection: p.collection, id: p.id },
+      );
+    }
+    return basis;
+  }
+
+  /** Writes one document's new state at `seq`, keeping digest, counts and links right. */
+  private record(
+    tx: WriteTx,
+    next: ReplicaMeta,
+    key: DocKey,
+    row: DocRow | undefined,
+    old: ReturnType<typeof unwrapStored> | undefined,
+    state: RecordState,
+    seq: number,
+    flags: number,
+  ): void {
+    const { row: bytes, bytes: stateBytes } = wrapStored(flags, state);
+    if (row !== undefined && old !== undefined) {
+      // A row leaving an atomic group: the group's old seq must now ship with this one.
+      if ((old.flags & FLAG_IN_GROUP) !== 0 && row.seq !== seq) tx.putLink(row.seq, seq);
+      xorInto(next.digest, docHash(key, old.bytes));
+      next.docs -= winnerIsDeleted(old.state) ? 0 : 1;
+      next.conflicts -= old.state.siblings.length > 1 ? 1 : 0;
+    }
+    tx.putDoc({ collection: key.collection, id: key.id, seq, state: bytes });
+    xorInto(next.digest, docHash(key, stateBytes));
+    next.docs += winnerIsDeleted(state) ? 0 : 1;
+    next.conflicts += state.siblings.length > 1 ? 1 : 0;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async get(collection: string, id: string): Promise<DocView | null> {
+    this.checkOpen();
+    checkCollection(collection);
+    checkDocId(id);
+    const row = await this.storage.read(async (tx) => (await tx.getDocs([{ collection, id }]))[0]);
+    if (row === undefined) return null;
+    return this.view(collection, id, unwrapStored(row.state).state);
+  }
+
+  /** The replicated state of one document (for tests, tools and checkers). */
+  async getState(collection: string, id: string): Promise<RecordState | undefined> {
+    const row = await this.storage.read(async (tx) => (await tx.getDocs([{ collection, id }]))[0]);
+    return row === undefined ? undefined : unwrapStored(row.state).state;
+  }
+
+  private view(collection: string, id: string, state: RecordState): DocView | null {
+    const win = winner(state);
+    if (win === undefined || win.value === null) return null;
+    const policy = this.collections[collection];
+    let value = decodeText(win.value);
+    const others = state.siblings.filter((s) => s !== win);
+    let conflicts = others.map((s) => this.conflictView(collection, id, s));
+    if (policy?.policy === Policy.merge && policy.merge !== undefined && others.length > 0) {
+      const live = state.siblings.filter((s) => s.value !== null).map((s) => decodeText(s.value as Uint8Array));
+      value = policy.merge(live);
+      conflicts = [];
+    }
+    return {
+      id,
+      value,
+      version: contextToken(collection, id, state.context),
+      origin: win.dot.replica,
+      time: hlcToIso(win.hlc),
+      conflicts,
+    };
+  }
+
+  private conflictView(collection: string, id: string, s: Sibling): ConflictView {
+    return {
+      value: s.value === null ? null : decodeText(s.value),
+      deleted: s.value === null,
+      version: dotToken(collection, id, s.dot),
+      origin: s.dot.replica,
+      time: hlcToIso(s.hlc),
+    };
+  }
+
+  /** One page of a collection's live documents, ordered by id. */
+  async list(
+    collection: string,
+    options: { after?: string; limit?: number } = {},
+  ): Promise<{ results: DocView[]; next: string | null }> {
+    this.checkOpen();
+    checkCollection(collection);
+    const limit = clampLimit(options.limit, 100, 1000);
+    const results: DocView[] = [];
+    let after = options.after;
+    let next: string | null = null;
+    for (;;) {
+      const rows = await this.storage.read((tx) => tx.listDocs(collection, after, limit + 1));
+      for (const row of rows) {
+        if (results.length === limit) {
+          next = results[results.length - 1]?.id ?? null;
+          return { results, next };
+        }
+        const v = this.view(collection, row.id, unwrapStored(row.state).state);
+        if (v !== null) results.push(v);
+        after = row.id;
+      }
+      if (rows.length <= limit) return { results, next };
+    }
+  }
+
+  /** The local feed after `since`, one entry per document at its latest change. */
+  async changes(options: { since?: number; limit?: number } = {}): Promise<{ results: FeedEntry[]; last_seq: number }> {
+    this.checkOpen();
+    const since = options.since ?? 0;
+    if (!Number.isSafeInteger(since) || since < 0)
+      throw new DbError(ErrorCode.invalidInput, 'since must be a seq >= 0');
+    const limit = clampLimit(options.limit, 1000, 10_000);
+    const rows = await this.storage.read((tx) => tx.feed(since, limit));
+    const results = rows.map((row) => {
+      const { state } = unwrapStored(row.state);
+      return {
+        seq: row.seq,
+        collection: row.collection,
+        id: row.id,
+        version: contextToken(row.collection, row.id, state.context),
+        deleted: winnerIsDeleted(state),
+        conflicts: Math.max(0, state.siblings.length - 1),
+      };
+    });
+    const last = rows[rows.length - 1];
+    return { results, last_seq: last === undefined ? since : last.seq };
+  }
+
+  // ---------------------------------------------------------------- replication
+
+  /** A copy of the causal context: every dot this replica has accounted for. */
+  context(): CausalContext {
+    return this.meta.context.clone();
+  }
+
+  /** A safe summary of what this replica has: per replica, the highest contiguous counter. */
+  vector(): Record<string, number> {
+    return Object.fromEntries(this.meta.context.base());
+  }
+
+  /**
+   * Reads the next batch of the feed after `afterSeq` for a peer whose context is
+   * `peerContext`, skipping documents the peer already holds. A batch never splits an
+   * atomic change: a group is read whole, and groups tied by a link ship as one change.
+   */
+  async readBatch(afterSeq: number, maxDocs: number, peerContext: CausalContext): Promise<OutgoingBatch> {
+    this.checkOpen();
+    return this.storage.read(async (tx) => {
+      const head = this.meta.seq;
+      const contextBytes = encodeContext(this.meta.context);
+      let rows = await tx.feed(afterSeq, maxDocs);
+      if (rows.length === 0) {
+        return { fromSeq: afterSeq, toSeq: Math.max(afterSeq, head), changes: [], context: contextBytes };
+      }
+      let through = (rows[rows.length - 1] as DocRow).seq;
+      if (rows.length >= maxDocs) rows = await tx.feedRange(afterSeq, through);
+      let until = await tx.linkedThrough(afterSeq, through);
+      const linked = until > 0;
+      while (until > through) {
+        rows = rows.concat(await tx.feedRange(through, until));
+        through = until;
+        until = await tx.linkedThrough(afterSeq, through);
+      }
+      const changes: Change[] = [];
+      let current: DocChange[] = [];
+      let currentSeq = -1;
+      for (const row of rows) {
+        if (!linked && row.seq !== currentSeq) {
+          if (current.length > 0) changes.push({ docs: current });
+          current = [];
+          currentSeq = row.seq;
+        }
+        const stored = row.state.subarray(1);
+        if (peerHolds(peerContext, decodeRecord(stored))) continue;
+        current.push({ collection: row.collection, id: row.id, state: stored.slice() });
+      }
+      if (current.length > 0) changes.push({ docs: current });
+      return { fromSeq: afterSeq, toSeq: through, changes, context: through >= head ? contextBytes : null };
+    });
+  }
+
+  /**
+   * Joins changes received from a peer. All of them apply in one transaction with the
+   * checkpoint (when `peer` is given), or, when any is invalid, none does.
+   */
+  async applyRemote(
+    changes: readonly Change[],
+    options: { peer?: string; toSeq?: number; context?: Uint8Array | null } = {},
+  ): Promise<ApplyResult> {
+    this.checkOpen();
+    const incoming = changes.map((c) => this.validateChange(c));
+    const senderContext =
+      options.context === undefined || options.context === null ? undefined : decodeContext(options.context);
+    // Refuse the whole batch, before touching storage, if a clock is too far ahead.
+    const now = this.env.clock.nowMs();
+    let hlc = this.meta.hlc;
+    for (const change of incoming)
+      for (const d of change)
+        for (const s of d.state.siblings) {
+          hlc = observe(hlc, s.hlc, now, this.maxSkewMs);
+        }
+    const learned = new CausalContext();
+    const recorded = await this.commit(async (tx, next, events) => {
+      let count = 0;
+      next.hlc = observe(next.hlc, hlc, now, this.maxSkewMs);
+      for (const change of incoming) {
+        const rows = await tx.getDocs(change);
+        const updates: {
+          doc: IncomingDoc;
+          row: DocRow | undefined;
+          old: ReturnType<typeof unwrapStored> | undefined;
+          state: RecordState;
+        }[] = [];
+        for (let i = 0; i < change.length; i++) {
+          const doc = change[i] as IncomingDoc;
+          const row = rows[i];
+          for (const s of doc.state.siblings) {
+            learned.add(s.dot);
+            next.context.add(s.dot);
+            if (s.dot.replica === next.id && s.dot.counter > next.counter) {
+              // Our own writes we do not remember: the store was wiped and the id reused.
+              this.env.logger.log('error', 'received writes of this replica that its store does not know', {
+                replica: next.id,
+                counter: s.dot.counter,
+                known: next.counter,
+              });
+              next.counter = s.dot.counter;
+            }
+          }
+          for (const [r, n] of doc.state.context) {
+            learned.add({ replica: r, counter: n });
+            next.context.add({ replica: r, counter: n });
+          }
+          const old = row === undefined ? undefined : unwrapStored(row.state);
+          if (old !== undefined && bytesEqual(old.bytes, doc.bytes)) continue;
+          const joined = joinRecords(old?.state ?? EMPTY_RECORD, doc.state, this.policyOf(doc.collection));
+          if (old !== undefined && bytesEqual(old.bytes, wrapStored(0, joined).bytes)) continue;
+          updates.push({ doc, row, old, state: joined });
+        }
+        if (updates.length === 0) continue;
+        const seq = ++next.seq;
+        const flags = updates.length > 1 ? FLAG_IN_GROUP : 0;
+        for (const u of updates) {
+          this.record(tx, next, u.doc, u.row, u.old, u.state, seq, flags);
+          events.push({ collection: u.doc.collection, id: u.doc.id, seq, origin: 'remote' });
+          count++;
+        }
+      }
+      if (senderContext !== undefined) next.context.join(senderContext);
+      if (options.peer !== undefined && options.toSeq !== undefined) tx.setCheckpoint(options.peer, options.toSeq);
+      return count;
+    });
+    if (senderContext !== undefined) learned.join(senderContext);
+    return { recorded, learned };
+  }
+
+  private validateChange(change: Change): IncomingDoc[] {
+    if (change === null || typeof change !== 'object' || !Array.isArray(change.docs) || change.docs.length === 0) {
+      throw new DbError(ErrorCode.protocol, 'a change must hold at least one document');
+    }
+    const seen = new Set<string>();
+    return change.docs.map((d) => {
+      let collection: string;
+      let id: string;
+      try {
+        collection = checkCollection(d.collection);
+        id = checkDocId(d.id);
+      } catch (cause) {
+        throw new DbError(ErrorCode.protocol, `change names an invalid document: ${(cause as Error).message}`, {
+          cause,
+        });
+      }
+      const k = `${collection}\u0000${id}`;
+      if (seen.has(k)) throw new DbError(ErrorCode.protocol, `change holds ${collection}/${id} twice`);
+      seen.add(k);
+      let state: RecordState;
+      try {
+        state = decodeRecord(d.state, { checkJson: true });
+      } catch (cause) {
+        throw new DbError(ErrorCode.protocol, `invalid state for ${collection}/${id}: ${(cause as Error).message}`, {
+          cause,
+        });
+      }
+      for (const s of state.siblings) {
+        if (s.value !== null && s.value.length > this.limits.docBytesMax) {
+          throw new DbError(ErrorCode.protocol, `${collection}/${id} is larger than this replica's document limit`);
+        }
+      }
+      return { collection, id, bytes: d.state, state };
+    });
+  }
+
+  /** The durable checkpoint of `peer`: how far into its feed we have applied. */
+  async checkpoint(peer: string): Promise<number> {
+    return this.storage.read((tx) => tx.getCheckpoint(peer));
+  }
+
+  async checkpoints(): Promise<{ peer: string; seq: number }[]> {
+    return this.storage.read((tx) => tx.listCheckpoints());
+  }
+
+  // ---------------------------------------------------------------- status, events, lifecycle
+
+  status(): ReplicaStatus {
+    const m = this.meta;
+    return {
+      replica: m.id,
+      seq: m.seq,
+      vector: m.context.toJSON(),
+      digest: toHex(m.digest),
+      docs: m.docs,
+      conflicts: m.conflicts,
+    };
+  }
+
+  /** Calls `listener` after each committed change, local or remote. Returns an unsubscribe function. */
+  subscribe(listener: (e: ChangeEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    await this.storage.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new DbError(ErrorCode.closed, `replica ${this.meta.id} is closed`);
+  }
+
+  /**
+   * Runs `fn` in one write transaction on a copy of the metadata, persists the copy with the
+   * change, and makes it current. If the commit fails, the old metadata stays current.
+   */
+  private async commit<T>(fn: (tx: WriteTx, next: ReplicaMeta, events: ChangeEvent[]) => Promise<T>): Promise<T> {
+    const events: ChangeEvent[] = [];
+    let prev: ReplicaMeta | undefined;
+    let next: ReplicaMeta | undefined;
+    let result: T;
+    try {
+      result = await this.storage.write(async (tx) => {
+        prev = this.meta;
+        next = prev.clone();
+        const r = await fn(tx, next, events);
+        tx.putMeta(META_KEY, next.encode());
+        this.meta = next;
+        return r;
+      });
+    } catch (e) {
+      if (prev !== undefined && this.meta === next) this.meta = prev;
+      throw e;
+    }
+    for (const e of events) for (const l of [...this.listeners]) l(e);
+    return result;
+  }
+}
+
+function winnerIsDeleted(state: RecordState): boolean {
+  const w = winner(state);
+  return w === undefined || w.value === null;
+}
+
+/** The peer holds a state at least as new when it has seen every sibling and the context's latest writes. */
+function peerHolds(peer: CausalContext, state: RecordState): boolean {
+  for (const s of state.siblings) if (!peer.has(s.dot)) return false;
+  for (const [r, n] of state.context) if (!peer.has({ replica: r, counter: n })) return false;
+  return true;
+}
+
+function docHash(key: DocKey, stateBytes: Uint8Array): Uint8Array {
+  const k = utf8(`${key.collection}\u0000${key.id}\u0000`);
+  const buf = new Uint8Array(k.length + stateBytes.length);
+  buf.set(k);
+  buf.set(stateBytes, k.length);
+  return sha256(buf);
+}
+
+function xorInto(acc: Uint8Array, h: Uint8Array): void {
+  for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] as number) ^ (h[i] as number);
+}
+
+function clampLimit(limit: number | undefined, dflt: number, max: number): number {
+  if (limit === undefined) return dflt;
+  if (!Number.isSafeInteger(limit) || limit < 1)
+    throw new DbError(ErrorCode.invalidInput, 'limit must be a positive integer');
+  return Math.min(limit, max);
+}
+
+export function encodeContext(cc: CausalContext): Uint8Array {
+  const enc = new Encoder(64);
+  cc.encode(enc);
+  return enc.finish();
+}
+
+export function decodeContext(bytes: Uint8Array): CausalContext {
+  try {
+    const dec = new Decoder(bytes);
+    const cc = CausalContext.decode(dec);
+    dec.end();
+    return cc;
+  } catch (cause) {
+    throw new DbError(ErrorCode.protocol, 'invalid causal context', { cause });
+  }
+}
+
+export type { Hlc };

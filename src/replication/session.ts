@@ -1,0 +1,243 @@
+/**
+ * One replication session with one peer, as a pure state machine: step(state, event)
+ * returns the next state and the effects to run (send a frame, read a batch from the feed,
+ * apply a received batch, close). A thin driver (session-driver.ts) runs the effects, so a
+ * test or the simulator can step a session without any I/O.
+ *
+ * Both sides play both roles over one connection:
+ *   hello ->            each side says who it is and what it holds (its causal context)
+ *   pull(since) ->      each side asks for the other's feed after its durable checkpoint
+ *   <- batch ... ack -> the sender streams feed batches, at most `window` unacked, then
+ *                       keeps streaming live changes as its feed grows
+ * A received batch is applied with its checkpoint in one transaction, then acked.
+ */
+import { PROTOCOL_VERSION } from '../protocol/index.js';
+import type { Message } from '../protocol/index.js';
+
+export type BatchMessage = Extract<Message, { type: 'batch' }>;
+
+export interface SessionConfig {
+  self: string;
+  cluster: string;
+  /** Unacked batches the sender may have in flight. */
+  window: number;
+}
+
+export interface SessionState {
+  readonly config: SessionConfig;
+  readonly phase: 'new' | 'hello-sent' | 'open' | 'closed';
+  readonly peer: string | null;
+  readonly closeReason: { code: string; message: string } | null;
+  // Receiving side: what we pull from the peer.
+  /** The peer feed seq we have durably applied through. */
+  readonly checkpoint: number;
+  /** The fromSeq the next batch must carry. */
+  readonly expectFrom: number;
+  readonly applying: boolean;
+  readonly inbox: readonly BatchMessage[];
+  // Sending side: what the peer pulls from us.
+  readonly pulling: boolean;
+  readonly cursor: number;
+  readonly head: number;
+  readonly reading: boolean;
+  readonly inflight: number;
+  readonly nextBatchId: number;
+  readonly sentBatches: number;
+  readonly receivedBatches: number;
+}
+
+export type SessionEvent =
+  | { type: 'start'; head: number; context: Uint8Array; challenge: Uint8Array }
+  | { type: 'checkpoint-loaded'; checkpoint: number }
+  | { type: 'received'; message: Message }
+  | {
+      type: 'batch-read';
+      batch: { fromSeq: number; toSeq: number; changes: BatchMessage['changes']; context: Uint8Array | null };
+    }
+  | { type: 'batch-applied'; id: number; toSeq: number }
+  | { type: 'failed'; code: string; message: string }
+  | { type: 'local-change'; head: number }
+  | { type: 'disconnected' };
+
+export type Effect =
+  | { type: 'send'; message: Message }
+  | { type: 'read'; afterSeq: number }
+  | { type: 'apply'; batch: BatchMessage }
+  | { type: 'peer-known'; peer: string; context: Uint8Array }
+  | { type: 'close'; code: string; message: string };
+
+export function initialSession(config: SessionConfig): SessionState {
+  return {
+    config,
+    phase: 'new',
+    peer: null,
+    closeReason: null,
+    checkpoint: 0,
+    expectFrom: 0,
+    applying: false,
+    inbox: [],
+    pulling: false,
+    cursor: 0,
+    head: 0,
+    reading: false,
+    inflight: 0,
+    nextBatchId: 1,
+    sentBatches: 0,
+    receivedBatches: 0,
+  };
+}
+
+type Step = { state: SessionState; effects: Effect[] };
+
+function fail(s: SessionState, code: string, message: string, tellPeer = true): Step {
+  if (s.phase === 'closed') return { state: s, effects: [] };
+  const effects: Effect[] = [];
+  if (tellPeer) effects.push({ type: 'send', message: { type: 'error', code, message } });
+  effects.push({ type: 'close', code, message });
+  return { state: { ...s, phase: 'closed', closeReason: { code, message } }, effects };
+}
+
+/** Asks for the next batch of our feed when the peer pulls, nothing is being read, and the window has room. */
+function maybeRead(s: SessionState, effects: Effect[]): SessionState {
+  if (s.phase !== 'open' || !s.pulling || s.reading) return s;
+  if (s.inflight >= s.config.window || s.cursor >= s.head) return s;
+  effects.push({ type: 'read', afterSeq: s.cursor });
+  return { ...s, reading: true };
+}
+
+function maybeApply(s: SessionState, effects: Effect[]): SessionState {
+  if (s.applying || s.inbox.length === 0 || s.phase !== 'open') return s;
+  const [batch, ...rest] = s.inbox as [BatchMessage, ...BatchMessage[]];
+  effects.push({ type: 'apply', batch });
+  return { ...s, applying: true, inbox: rest };
+}
+
+export function step(s: SessionState, ev: SessionEvent): Step {
+  if (s.phase === 'closed') return { state: s, effects: [] };
+  const effects: Effect[] = [];
+  switch (ev.type) {
+    case 'start': {
+      if (s.phase !== 'new') return fail(s, 'internal', 'session started twice', false);
+      effects.push({
+        type: 'send',
+        message: {
+          type: 'hello',
+          protocol: PROTOCOL_VERSION,
+          cluster: s.config.cluster,
+          replica: s.config.self,
+          context: ev.context,
+          challenge: ev.challenge,
+        },
+      });
+      return { state: { ...s, phase: 'hello-sent', head: ev.head }, effects };
+    }
+    case 'checkpoint-loaded': {
+      if (s.phase !== 'open' || s.peer === null) return fail(s, 'internal', 'checkpoint before hello', false);
+      effects.push({ type: 'send', message: { type: 'pull', since: ev.checkpoint } });
+      return { state: { ...s, checkpoint: ev.checkpoint, expectFrom: ev.checkpoint }, effects };
+    }
+    case 'received':
+      return receive(s, ev.message);
+    case 'batch-read': {
+      if (!s.reading) return fail(s, 'internal', 'batch read without a request', false);
+      let next: SessionState = { ...s, reading: false };
+      const b = ev.batch;
+      if (b.toSeq > s.cursor) {
+        effects.push({
+          type: 'send',
+          message: {
+            type: 'batch',
+            id: s.nextBatchId,
+            fromSeq: s.cursor,
+            toSeq: b.toSeq,
+            changes: b.changes,
+            context: b.context,
+          },
+        });
+        next = {
+          ...next,
+          cursor: b.toSeq,
+          head: Math.max(next.head, b.toSeq),
+          inflight: next.inflight + 1,
+          nextBatchId: next.nextBatchId + 1,
+          sentBatches: next.sentBatches + 1,
+        };
+      }
+      return { state: maybeRead(next, effects), effects };
+    }
+    case 'batch-applied': {
+      if (!s.applying) return fail(s, 'internal', 'batch applied without a request', false);
+      effects.push({ type: 'send', message: { type: 'ack', id: ev.id, toSeq: ev.toSeq } });
+      const next = { ...s, applying: false, checkpoint: ev.toSeq };
+      return { state: maybeApply(next, effects), effects };
+    }
+    case 'failed':
+      return fail(s, ev.code, ev.message);
+    case 'local-change': {
+      const next = { ...s, head: Math.max(s.head, ev.head) };
+      return { state: maybeRead(next, effects), effects };
+    }
+    case 'disconnected':
+      return {
+        state: {
+          ...s,
+          phase: 'closed',
+          closeReason: s.closeReason ?? { code: 'disconnected', message: 'connection closed' },
+        },
+        effects,
+      };
+  }
+}
+
+function receive(s: SessionState, m: Message): Step {
+  const effects: Effect[] = [];
+  switch (m.type) {
+    case 'hello': {
+      if (s.phase !== 'hello-sent') return fail(s, 'protocol', 'unexpected hello');
+      if (m.protocol !== PROTOCOL_VERSION) {
+        return fail(
+          s,
+          'protocol_version',
+          `peer speaks protocol ${m.protocol}; this replica speaks ${PROTOCOL_VERSION}`,
+        );
+      }
+      if (m.cluster !== s.config.cluster) {
+        return fail(s, 'wrong_cluster', `peer is in cluster ${m.cluster}; this replica is in ${s.config.cluster}`);
+      }
+      if (m.replica === s.config.self) return fail(s, 'same_replica', `peer has our own replica id ${m.replica}`);
+      // The driver loads our checkpoint for this peer and answers with checkpoint-loaded.
+      effects.push({ type: 'peer-known', peer: m.replica, context: m.context });
+      return { state: { ...s, phase: 'open', peer: m.replica }, effects };
+    }
+    case 'pull': {
+      if (s.phase !== 'open') return fail(s, 'protocol', 'pull before hello');
+      if (s.pulling) return fail(s, 'protocol', 'pulled twice');
+      const next = { ...s, pulling: true, cursor: m.since };
+      return { state: maybeRead(next, effects), effects };
+    }
+    case 'batch': {
+      if (s.phase !== 'open') return fail(s, 'protocol', 'batch before hello');
+      if (m.fromSeq > m.toSeq) return fail(s, 'protocol', 'batch range is reversed');
+      if (m.fromSeq !== s.expectFrom) {
+        return fail(s, 'protocol', `batch starts at ${m.fromSeq}; expected ${s.expectFrom}`);
+      }
+      if (s.inbox.length >= s.config.window * 2) return fail(s, 'protocol', 'peer ignores the flow-control window');
+      const next = { ...s, inbox: [...s.inbox, m], expectFrom: m.toSeq, receivedBatches: s.receivedBatches + 1 };
+      return { state: maybeApply(next, effects), effects };
+    }
+    case 'ack': {
+      if (s.phase !== 'open' || s.inflight === 0) return fail(s, 'protocol', 'ack without a batch in flight');
+      const next = { ...s, inflight: s.inflight - 1 };
+      return { state: maybeRead(next, effects), effects };
+    }
+    case 'error':
+      return fail(s, m.code, `peer closed the session: ${m.message}`, false);
+    case 'ping':
+      effects.push({ type: 'send', message: { type: 'pong', nonce: m.nonce } });
+      return { state: s, effects };
+    case 'pong':
+      return { state: s, effects };
+    case 'auth':
+      return fail(s, 'protocol', 'authentication is not configured on this session');
+  }
+}

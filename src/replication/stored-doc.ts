@@ -1,0 +1,31 @@
+/**
+ * How a document row's bytes are laid out: one byte of local flags, then the replicated
+ * state. The flags are local bookkeeping (they never enter the digest or the wire).
+ *
+ *   flag 1: the change that wrote this row touched several documents (an atomic batch);
+ *           when this row moves to a later seq, the old seq must ship with the new one.
+ */
+import { decodeRecord, encodeRecord } from '../core/index.js';
+import type { RecordState } from '../core/index.js';
+
+export const FLAG_IN_GROUP = 1;
+
+export interface StoredDoc {
+  readonly flags: number;
+  /** The encoded replicated state (what the digest hashes and the wire carries). */
+  readonly bytes: Uint8Array;
+  readonly state: RecordState;
+}
+
+export function unwrapStored(row: Uint8Array): StoredDoc {
+  const bytes = row.subarray(1);
+  return { flags: row[0] ?? 0, bytes, state: decodeRecord(bytes) };
+}
+
+export function wrapStored(flags: number, state: RecordState): { row: Uint8Array; bytes: Uint8Array } {
+  const bytes = encodeRecord(state);
+  const row = new Uint8Array(bytes.length + 1);
+  row[0] = flags;
+  row.set(bytes, 1);
+  return { row, bytes: row.subarray(1) };
+}

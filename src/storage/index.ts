@@ -1,0 +1,1 @@
+export type { DocKey, DocRow, ReadTx, Storage, WriteTx } from './storage.js';

@@ -1,0 +1,1 @@
+export type { CloseInfo, Connection } from './connection.js';

@@ -1,0 +1,2 @@
+export { ManualNetwork, memoryConnectionPair, microtaskScheduler } from './memory-connection.js';
+export type { Scheduler } from './memory-connection.js';
