@@ -117,7 +117,7 @@ describe('decodeMessage', () => {
 
   it('refuses an overlong varint and keeps the decoder error as its cause', () => {
     const e = refusal(new Uint8Array([3, 0x80, 0x00]));
-    expect(e.message).toMatch(/pull message, field since: .*overlong varint/);
+    expect(e.message).toMatch(/invalid pull message \(since\): .*overlong varint/);
     expect(e.cause).toBeInstanceOf(DbError);
     expect((e.cause as DbError).code).toBe(ErrorCode.corrupt);
   });

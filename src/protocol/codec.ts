@@ -212,7 +212,7 @@ export function decodeMessage(bytes: Uint8Array, limits: DecodeLimits = {}): Mes
   } catch (e) {
     // The Decoder reports malformed input as 'corrupt'; on the wire that is the peer's fault.
     if (isDbError(e, ErrorCode.corrupt)) {
-      throw new DbError(ErrorCode.protocol, `invalid ${type} message, field ${r.field}: ${e.message}`, { cause: e });
+      throw new DbError(ErrorCode.protocol, `invalid ${type} message (${r.field}): ${e.message}`, { cause: e });
     }
     throw e;
   }
@@ -349,7 +349,7 @@ class FrameReader {
   }
 
   end(): void {
-    this.field = 'end';
+    this.field = 'end of frame';
     this.dec.end();
   }
 }

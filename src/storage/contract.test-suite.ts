@@ -392,9 +392,12 @@ export function describeStorageContract(name: string, open: OpenStorage, reopen?
         events.push('read');
         return labels(await tx.feed(0, 10));
       });
-      await turns();
-      expect(events).toEqual(['write staged']);
-      hold.open();
+      try {
+        await turns();
+        expect(events).toEqual(['write staged']);
+      } finally {
+        hold.open(); // even on failure, or afterEach's close() would wait forever
+      }
       await writing;
       expect(await reading).toEqual(['c/a@2', 'c/b@3']);
       expect(events).toEqual(['write staged', 'write done', 'read']);

@@ -309,7 +309,9 @@ class MemoryTx implements WriteTx {
   async listCheckpoints(): Promise<{ peer: string; seq: number }[]> {
     this.check(false);
     const all = new Map([...this.committed.checkpoints, ...this.overlay.checkpoints]);
-    return [...all].sort(([a], [b]) => compareStrings(a, b)).map(([peer, seq]) => ({ peer, seq }));
+    return [...all]
+      .sort(([a], [b]) => compareStrings(a, b))
+      .map(([peer, seq]) => ({ peer, seq }));
   }
 
   putMeta(key: string, value: Uint8Array): void {
@@ -348,14 +350,14 @@ export class MemoryStorage implements Storage {
   private closing: Promise<void> | undefined;
 
   read<T>(fn: (tx: ReadTx) => Promise<T> | T): Promise<T> {
-    return (async () => {
+    return this.enqueue(async () => {
       const tx = new MemoryTx(this.committed, false);
       try {
         return await fn(tx);
       } finally {
         tx.finish();
       }
-    })();
+    });
   }
 
   write<T>(fn: (tx: WriteTx) => Promise<T> | T): Promise<T> {
