@@ -9,8 +9,17 @@ import { DbError, ErrorCode } from '../shared/errors.js';
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** UTF-8 bytes of `text`. Short ASCII strings (ids, names, most JSON) skip TextEncoder, which is slow for them. */
 export function utf8(text: string): Uint8Array {
-  return utf8Encoder.encode(text);
+  const n = text.length;
+  if (n > 64) return utf8Encoder.encode(text);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) return utf8Encoder.encode(text);
+    out[i] = c;
+  }
+  return out;
 }
 
 export function fromUtf8(bytes: Uint8Array): string {
@@ -68,6 +77,21 @@ export class Encoder {
   }
 
   string(text: string): this {
+    const n = text.length;
+    if (n < 128) {
+      // ASCII fast path: length byte, then the characters themselves.
+      this.ensure(n + 1);
+      const start = this.pos;
+      this.buf[this.pos++] = n;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = text.charCodeAt(i);
+        if (c >= 0x80) break;
+        this.buf[this.pos++] = c;
+      }
+      if (i === n) return this;
+      this.pos = start;
+    }
     return this.bytes(utf8Encoder.encode(text));
   }
 
@@ -75,8 +99,20 @@ export class Encoder {
     return this.pos;
   }
 
+  /** A copy of the bytes written. */
   finish(): Uint8Array {
     return this.buf.slice(0, this.pos);
+  }
+
+  /** The bytes written, without a copy: valid only until the next write or reset. */
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  /** Starts over, keeping the buffer: hot paths reuse one scratch encoder instead of allocating. */
+  reset(): this {
+    this.pos = 0;
+    return this;
   }
 }
 

@@ -14,10 +14,12 @@ export const DEFAULT_LIMITS = {
   docBytesMax: 1024 * 1024,
   /** Most documents in one atomic batch. */
   batchDocsMax: 10_000,
+  /** Most bytes of values in one atomic batch (it must fit one replication frame). */
+  batchBytesMax: 16 * 1024 * 1024,
   /** Deepest nesting of arrays and objects in a value. */
   valueDepthMax: 64,
 } as const;
-export type Limits = { docBytesMax: number; batchDocsMax: number; valueDepthMax: number };
+export type Limits = { docBytesMax: number; batchDocsMax: number; batchBytesMax: number; valueDepthMax: number };
 
 export function checkCollection(name: unknown): string {
   if (typeof name !== 'string' || !COLLECTION_PATTERN.test(name)) {

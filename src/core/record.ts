@@ -119,14 +119,23 @@ export function writeRecord(
   let context = vvWith(state.context, write.dot);
   // A whole-document version from another leader may have seen writes this one has not:
   // they are superseded too, so they must not come back when they arrive.
-  if (basis.kind === 'context') context = vvMerge(context, basis.context);
+  if (basis.kind === 'context' && basis.context !== state.context) context = vvMerge(context, basis.context);
   return { siblings: applyPolicy(siblings, policy), context };
 }
 
+const scratch = new Encoder(4096);
+
 export function encodeRecord(state: RecordState): Uint8Array {
-  const enc = new Encoder(32 + state.siblings.reduce((n, s) => n + (s.value?.length ?? 0) + 24, 0));
-  encodeRecordTo(enc, state);
-  return enc.finish();
+  encodeRecordTo(scratch.reset(), state);
+  return scratch.finish();
+}
+
+/** Encodes `state` after `prefix` bytes, in one allocation. */
+export function encodeRecordWithPrefix(prefix: number, state: RecordState): Uint8Array {
+  scratch.reset();
+  for (let i = 0; i < prefix; i++) scratch.byte(0);
+  encodeRecordTo(scratch, state);
+  return scratch.finish();
 }
 
 export function encodeRecordTo(enc: Encoder, state: RecordState): void {

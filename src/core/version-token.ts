@@ -7,42 +7,57 @@
  *
  *   byte 0     format (1)
  *   byte 1     kind: 0 = document context, 1 = sibling dot
- *   bytes 2-5  first 4 bytes of sha256(collection NUL id)
+ *   bytes 2-5  first 4 bytes of hash128(collection NUL id)
  *   payload    version vector (kind 0) or replica + counter (kind 1)
- *   last 4     first 4 bytes of sha256(everything before)
+ *   last 4     first 4 bytes of hash128(everything before)
  */
-import { Decoder, Encoder, bytesEqual, fromBase64Url, toBase64Url, utf8 } from './codec.js';
+import { Decoder, Encoder, bytesEqual, fromBase64Url, toBase64Url } from './codec.js';
 import type { Dot } from './dot.js';
-import { sha256 } from './hash.js';
+import { hash128 } from './hash.js';
 import type { WriteBasis } from './record.js';
 import type { VersionVector } from './version-vector.js';
 import { decodeVv, encodeVv } from './version-vector.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
 
 const FORMAT = 1;
+const TAG_SEED = 0x70617263;
+const SUM_SEED = 0x746f6b6e;
 const MAX_TOKEN_CHARS = 8192;
 
-function docTag(collection: string, id: string): Uint8Array {
-  return sha256(utf8(`${collection}\u0000${id}`)).subarray(0, 4);
+const scratch = new Encoder(256);
+const tagScratch = new Encoder(512);
+
+/** The first 4 bytes of hash128(collection NUL id), as one little-endian word. */
+function docTag(collection: string, id: string): number {
+  const key = tagScratch.reset().string(collection).byte(0).string(id).view();
+  const h = hash128(key, TAG_SEED);
+  return ((h[0] as number) | ((h[1] as number) << 8) | ((h[2] as number) << 16) | ((h[3] as number) << 24)) >>> 0;
 }
 
+function putTag(enc: Encoder, tag: number): Encoder {
+  return enc.byte(tag).byte(tag >>> 8).byte(tag >>> 16).byte(tag >>> 24);
+}
+
+function readTag(dec: Decoder): number {
+  const b = dec.raw(4);
+  return ((b[0] as number) | ((b[1] as number) << 8) | ((b[2] as number) << 16) | ((b[3] as number) << 24)) >>> 0;
+}
+
+/** Appends the checksum and renders the token. */
 function seal(enc: Encoder): string {
-  const body = enc.finish();
-  const sum = sha256(body).subarray(0, 4);
-  const out = new Uint8Array(body.length + 4);
-  out.set(body);
-  out.set(sum, body.length);
-  return toBase64Url(out);
+  const sum = hash128(enc.view(), SUM_SEED);
+  enc.raw(sum.subarray(0, 4));
+  return toBase64Url(enc.view());
 }
 
 export function contextToken(collection: string, id: string, context: VersionVector): string {
-  const enc = new Encoder(32).byte(FORMAT).byte(0).raw(docTag(collection, id));
+  const enc = putTag(scratch.reset().byte(FORMAT).byte(0), docTag(collection, id));
   encodeVv(enc, context);
   return seal(enc);
 }
 
 export function dotToken(collection: string, id: string, dot: Dot): string {
-  const enc = new Encoder(32).byte(FORMAT).byte(1).raw(docTag(collection, id));
+  const enc = putTag(scratch.reset().byte(FORMAT).byte(1), docTag(collection, id));
   enc.string(dot.replica).uint(dot.counter);
   return seal(enc);
 }
@@ -64,14 +79,14 @@ export function parseToken(collection: string, id: string, token: string): Write
   }
   if (bytes.length < 10) throw bad('version token is truncated');
   const body = bytes.subarray(0, bytes.length - 4);
-  if (!bytesEqual(sha256(body).subarray(0, 4), bytes.subarray(bytes.length - 4))) {
+  if (!bytesEqual(hash128(body, SUM_SEED).subarray(0, 4), bytes.subarray(bytes.length - 4))) {
     throw bad('version token is corrupt (checksum mismatch)');
   }
   const dec = new Decoder(body);
   try {
     if (dec.byte() !== FORMAT) throw bad('unknown version token format');
     const kind = dec.byte();
-    if (!bytesEqual(dec.raw(4), docTag(collection, id))) {
+    if (readTag(dec) !== docTag(collection, id)) {
       throw bad(`version token belongs to another document than ${collection}/${id}`);
     }
     let basis: WriteBasis;

@@ -9,6 +9,8 @@ import { DbError, ErrorCode } from '../shared/errors.js';
 
 const META_FORMAT = 1;
 export const META_KEY = 'replica';
+/** The digest is the XOR of 128-bit hashes of every document's key and state. */
+export const DIGEST_BYTES = 16;
 
 export class ReplicaMeta {
   constructor(
@@ -17,14 +19,14 @@ export class ReplicaMeta {
     public seq: number,
     public hlc: Hlc,
     public context: CausalContext,
-    /** XOR of sha256(document key and state) over all documents: order-free and incremental. */
+    /** XOR of hash128(document key and state) over all documents: order-free and incremental. */
     public digest: Uint8Array,
     public docs: number,
     public conflicts: number,
   ) {}
 
   static fresh(id: string): ReplicaMeta {
-    return new ReplicaMeta(id, 0, 0, { ms: 0, c: 0 }, new CausalContext(), new Uint8Array(32), 0, 0);
+    return new ReplicaMeta(id, 0, 0, { ms: 0, c: 0 }, new CausalContext(), new Uint8Array(DIGEST_BYTES), 0, 0);
   }
 
   clone(): ReplicaMeta {
@@ -57,7 +59,7 @@ export class ReplicaMeta {
     const counter = dec.uint();
     const seq = dec.uint();
     const hlc = { ms: dec.uint(), c: dec.uint() };
-    const digest = dec.raw(32).slice();
+    const digest = dec.raw(DIGEST_BYTES).slice();
     const docs = dec.uint();
     const conflicts = dec.uint();
     const context = CausalContext.decode(dec);

@@ -332,3 +332,18 @@ describe('joining remote changes', () => {
 function keepOpen(s: Storage): Storage {
   return { name: s.name, read: (fn) => s.read(fn), write: (fn) => s.write(fn), close: async () => {} };
 }
+
+describe('the local feed', () => {
+  it('never ends a page inside an atomic change', async () => {
+    const r = await open('a');
+    await r.put('c', 'a', 1);
+    await r.write(['x', 'y', 'z'].map((id) => ({ type: 'put' as const, collection: 'c', id, value: 1 })));
+    await r.put('c', 'b', 1);
+    const p1 = await r.changes({ limit: 2 });
+    expect(p1.results.map((e) => e.id)).toEqual(['a']);
+    const p2 = await r.changes({ since: p1.last_seq, limit: 2 });
+    expect(p2.results.map((e) => e.id)).toEqual(['x', 'y', 'z']);
+    const p3 = await r.changes({ since: p2.last_seq, limit: 2 });
+    expect(p3.results.map((e) => e.id)).toEqual(['b']);
+  });
+});

@@ -31,10 +31,9 @@ import {
   joinRecords,
   observe,
   parseToken,
-  sha256,
+  hash128Into,
   tick,
   toHex,
-  utf8,
   vvCovers,
   winner,
   writeRecord,
@@ -245,6 +244,10 @@ export class Replica {
       throw new DbError(ErrorCode.tooLarge, `a batch holds at most ${this.limits.batchDocsMax} documents`);
     }
     const prepared = ops.map((op) => this.prepare(op));
+    const bytes = prepared.reduce((n, p) => n + (p.value?.length ?? 0), 0);
+    if (bytes > this.limits.batchBytesMax) {
+      throw new DbError(ErrorCode.tooLarge, `a batch holds at most ${this.limits.batchBytesMax} bytes of values; this one has ${bytes}`);
+    }
     const seen = new Set<string>();
     for (const p of prepared) {
       const k = `${p.collection}\u0000${p.id}`;
@@ -268,11 +271,7 @@ export class Replica {
         next.context.add(dot);
         this.record(tx, next, p, row, old, written, seq, flags);
         events.push({ collection: p.collection, id: p.id, seq, origin: 'local' });
-        results.push({
-          collection: p.collection,
-          id: p.id,
-          version: contextToken(p.collection, p.id, written.context),
-        });
+        results.push(writeResult(p.collection, p.id, written.context));
       }
       next.seq = seq;
       return results;
@@ -342,12 +341,12 @@ export class Replica {
     if (row !== undefined && old !== undefined) {
       // A row leaving an atomic group: the group's old seq must now ship with this one.
       if ((old.flags & FLAG_IN_GROUP) !== 0 && row.seq !== seq) tx.putLink(row.seq, seq);
-      xorInto(next.digest, docHash(key, old.bytes));
+      xorDocHash(next.digest, key, old.bytes);
       next.docs -= winnerIsDeleted(old.state) ? 0 : 1;
       next.conflicts -= old.state.siblings.length > 1 ? 1 : 0;
     }
     tx.putDoc({ collection: key.collection, id: key.id, seq, state: bytes });
-    xorInto(next.digest, docHash(key, stateBytes));
+    xorDocHash(next.digest, key, stateBytes);
     next.docs += winnerIsDeleted(state) ? 0 : 1;
     next.conflicts += state.siblings.length > 1 ? 1 : 0;
   }
@@ -434,7 +433,14 @@ export class Replica {
     if (!Number.isSafeInteger(since) || since < 0)
       throw new DbError(ErrorCode.invalidInput, 'since must be a seq >= 0');
     const limit = clampLimit(options.limit, 1000, 10_000);
-    const rows = await this.storage.read((tx) => tx.feed(since, limit));
+    const rows = await this.storage.read(async (tx) => {
+      const page = await tx.feed(since, limit);
+      const last = page[page.length - 1];
+      if (page.length < limit || last === undefined) return page;
+      // Never end a page inside an atomic change: paging by last_seq would skip its rest.
+      const whole = page.filter((r) => r.seq !== last.seq);
+      return whole.length > 0 ? whole : tx.feedRange(since, last.seq);
+    });
     const results = rows.map((row) => {
       const { state } = unwrapStored(row.state);
       return {
@@ -467,7 +473,12 @@ export class Replica {
    * `peerContext`, skipping documents the peer already holds. A batch never splits an
    * atomic change: a group is read whole, and groups tied by a link ship as one change.
    */
-  async readBatch(afterSeq: number, maxDocs: number, peerContext: CausalContext): Promise<OutgoingBatch> {
+  async readBatch(
+    afterSeq: number,
+    maxDocs: number,
+    peerContext: CausalContext,
+    maxBytes = 4 * 1024 * 1024,
+  ): Promise<OutgoingBatch> {
     this.checkOpen();
     return this.storage.read(async (tx) => {
       const head = this.meta.seq;
@@ -476,8 +487,9 @@ export class Replica {
       if (rows.length === 0) {
         return { fromSeq: afterSeq, toSeq: Math.max(afterSeq, head), changes: [], context: contextBytes };
       }
+      if (rows.length >= maxDocs) rows = await tx.feedRange(afterSeq, (rows[rows.length - 1] as DocRow).seq);
+      rows = trimToBytes(rows, maxBytes);
       let through = (rows[rows.length - 1] as DocRow).seq;
-      if (rows.length >= maxDocs) rows = await tx.feedRange(afterSeq, through);
       let until = await tx.linkedThrough(afterSeq, through);
       const linked = until > 0;
       while (until > through) {
@@ -685,6 +697,19 @@ export class Replica {
   }
 }
 
+/** A write's result; its version token is rendered on first use, as bulk writers rarely read it. */
+function writeResult(collection: string, id: string, context: RecordState['context']): WriteResult {
+  let version: string | undefined;
+  return {
+    collection,
+    id,
+    get version(): string {
+      version ??= contextToken(collection, id, context);
+      return version;
+    },
+  };
+}
+
 function winnerIsDeleted(state: RecordState): boolean {
   const w = winner(state);
   return w === undefined || w.value === null;
@@ -697,16 +722,25 @@ function peerHolds(peer: CausalContext, state: RecordState): boolean {
   return true;
 }
 
-function docHash(key: DocKey, stateBytes: Uint8Array): Uint8Array {
-  const k = utf8(`${key.collection}\u0000${key.id}\u0000`);
-  const buf = new Uint8Array(k.length + stateBytes.length);
-  buf.set(k);
-  buf.set(stateBytes, k.length);
-  return sha256(buf);
+const digestScratch = new Encoder(4096);
+const termScratch = new Uint8Array(16);
+
+/** XORs one document's digest term, a hash of its key and replicated state, into `acc`. */
+function xorDocHash(acc: Uint8Array, key: DocKey, stateBytes: Uint8Array): void {
+  const buf = digestScratch.reset().string(key.collection).string(key.id).raw(stateBytes).view();
+  hash128Into(buf, 0, termScratch, 0);
+  for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] as number) ^ (termScratch[i] as number);
 }
 
-function xorInto(acc: Uint8Array, h: Uint8Array): void {
-  for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] as number) ^ (h[i] as number);
+/** Keeps whole groups (rows of one seq) until about `maxBytes`; always at least one group. */
+function trimToBytes(rows: DocRow[], maxBytes: number): DocRow[] {
+  let bytes = 0;
+  for (let i = 0; i < rows.length; i++) {
+    bytes += (rows[i] as DocRow).state.length;
+    const next = rows[i + 1];
+    if (bytes > maxBytes && next !== undefined && next.seq !== (rows[i] as DocRow).seq) return rows.slice(0, i + 1);
+  }
+  return rows;
 }
 
 function clampLimit(limit: number | undefined, dflt: number, max: number): number {

@@ -5,7 +5,7 @@
  *   flag 1: the change that wrote this row touched several documents (an atomic batch);
  *           when this row moves to a later seq, the old seq must ship with the new one.
  */
-import { decodeRecord, encodeRecord } from '../core/index.js';
+import { decodeRecord, encodeRecordWithPrefix } from '../core/index.js';
 import type { RecordState } from '../core/index.js';
 
 export const FLAG_IN_GROUP = 1;
@@ -23,9 +23,7 @@ export function unwrapStored(row: Uint8Array): StoredDoc {
 }
 
 export function wrapStored(flags: number, state: RecordState): { row: Uint8Array; bytes: Uint8Array } {
-  const bytes = encodeRecord(state);
-  const row = new Uint8Array(bytes.length + 1);
+  const row = encodeRecordWithPrefix(1, state);
   row[0] = flags;
-  row.set(bytes, 1);
   return { row, bytes: row.subarray(1) };
 }

@@ -309,9 +309,7 @@ class MemoryTx implements WriteTx {
   async listCheckpoints(): Promise<{ peer: string; seq: number }[]> {
     this.check(false);
     const all = new Map([...this.committed.checkpoints, ...this.overlay.checkpoints]);
-    return [...all]
-      .sort(([a], [b]) => compareStrings(a, b))
-      .map(([peer, seq]) => ({ peer, seq }));
+    return [...all].sort(([a], [b]) => compareStrings(a, b)).map(([peer, seq]) => ({ peer, seq }));
   }
 
   putMeta(key: string, value: Uint8Array): void {
