@@ -28,7 +28,12 @@ const BATCH = 1000;
 function makeDocs(n: number, seed: number): { id: string; value: Record<string, unknown>; bytes: Buffer }[] {
   const rng = new SeededRandom(seed);
   return Array.from({ length: n }, (_, i) => {
-    const value = { title: `task ${i}`, done: rng.next() < 0.5, priority: rng.int(5), tags: ['work', `t${rng.int(20)}`] };
+    const value = {
+      title: `task ${i}`,
+      done: rng.next() < 0.5,
+      priority: rng.int(5),
+      tags: ['work', `t${rng.int(20)}`],
+    };
     return { id: `doc-${i.toString().padStart(8, '0')}`, value, bytes: Buffer.from(JSON.stringify(value)) };
   });
 }
@@ -37,7 +42,9 @@ function rawSqlite(dir: string) {
   const db = new Database(path.join(dir, 'raw.db'));
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
-  db.exec('CREATE TABLE docs (collection TEXT NOT NULL, id TEXT NOT NULL, state BLOB NOT NULL, PRIMARY KEY (collection, id)) WITHOUT ROWID');
+  db.exec(
+    'CREATE TABLE docs (collection TEXT NOT NULL, id TEXT NOT NULL, state BLOB NOT NULL, PRIMARY KEY (collection, id)) WITHOUT ROWID',
+  );
   const insert = db.prepare('INSERT INTO docs (collection, id, state) VALUES (?, ?, ?)');
   return { db, insert };
 }
@@ -88,10 +95,12 @@ async function main(): Promise<void> {
     }
     const batchS = (performance.now() - t0) / 1000;
     // Check inside the run: every document is there, with its value.
-    if (db.status().docs !== SINGLE + BATCHES * BATCH) throw new Error(`expected ${SINGLE + BATCHES * BATCH} docs, found ${db.status().docs}`);
+    if (db.status().docs !== SINGLE + BATCHES * BATCH)
+      throw new Error(`expected ${SINGLE + BATCHES * BATCH} docs, found ${db.status().docs}`);
     const probe = batchDocs[batchDocs.length - 1];
     const got = await db.collection('batch').get(probe?.id as string);
-    if (JSON.stringify(got?.value) !== JSON.stringify(probe?.value)) throw new Error('a batched document reads back wrong');
+    if (JSON.stringify(got?.value) !== JSON.stringify(probe?.value))
+      throw new Error('a batched document reads back wrong');
     await db.close();
 
     lat.sort((a, b) => a - b);
@@ -120,8 +129,21 @@ async function main(): Promise<void> {
       bench: 'writes',
       date: new Date().toISOString(),
       machine: machine(),
-      single: { n: SINGLE, perSec: SINGLE / singleS, rawPerSec: SINGLE / rawSingleS, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99), rawP50Ms: percentile(rawLat, 50), rawP99Ms: percentile(rawLat, 99) },
-      batched: { batches: BATCHES, size: BATCH, perSec: (BATCHES * BATCH) / batchS, rawPerSec: (BATCHES * BATCH) / rawBatchS },
+      single: {
+        n: SINGLE,
+        perSec: SINGLE / singleS,
+        rawPerSec: SINGLE / rawSingleS,
+        p50Ms: percentile(lat, 50),
+        p99Ms: percentile(lat, 99),
+        rawP50Ms: percentile(rawLat, 50),
+        rawP99Ms: percentile(rawLat, 99),
+      },
+      batched: {
+        batches: BATCHES,
+        size: BATCH,
+        perSec: (BATCHES * BATCH) / batchS,
+        rawPerSec: (BATCHES * BATCH) / rawBatchS,
+      },
     });
     console.log(`results: ${file}`);
   } finally {

@@ -57,7 +57,9 @@ export async function runDemo(print: Print = console.log): Promise<{ digests: st
 
   const standup = await us.collection('events').get('standup');
   if (standup !== null) {
-    await us.collection('events').put('standup', { title: 'Standup', at: '09:45', room: 'Paris + Boston' }, { version: standup.version });
+    await us
+      .collection('events')
+      .put('standup', { title: 'Standup', at: '09:45', room: 'Paris + Boston' }, { version: standup.version });
     print('\nus resolves events/standup by writing with the version it read; the resolution replicates.');
     await waitUntil(() => new Set(dbs.map((d) => d.status().digest)).size === 1, 10_000);
   }

@@ -23,7 +23,9 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('three leaders (eu, us, ap) take concurrent writes, sync in a ring, and show their conflicts and equal digests')
+    .description(
+      'three leaders (eu, us, ap) take concurrent writes, sync in a ring, and show their conflicts and equal digests',
+    )
     .action(async () => {
       const { digests } = await runDemo();
       if (new Set(digests).size !== 1) process.exitCode = 1;

@@ -10,7 +10,8 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DbError, memoryConnectionPair, openReplica } from '../index.js';
 import type { ChangeEvent, Database, OpenOptions, ReplicaStatus } from '../index.js';
-import { decodeMessage, encodeMessage } from '../protocol/index.js';
+import { encodeMessage } from '../protocol/index.js';
+import { decodeBundle, encodeBundle } from '../replication/bundle.js';
 import { openReplica as openClientReplica } from './index.js';
 
 const opened: Database[] = [];
@@ -277,7 +278,9 @@ describe('changesSince and applyChanges', () => {
       expect(await values(db, 'accounts')).toEqual({ a: 10, b: 20 });
     }
     // Everyone shows the same deterministic winner.
-    const winners = await Promise.all([eu, us, ap].map(async (db) => (await db.collection('todos').get('shared'))?.value));
+    const winners = await Promise.all(
+      [eu, us, ap].map(async (db) => (await db.collection('todos').get('shared'))?.value),
+    );
     expect(new Set(winners).size).toBe(1);
   });
 
@@ -357,8 +360,7 @@ describe('changesSince and applyChanges', () => {
     expect(await us.applyChanges(bytes)).toEqual({ recorded: 0 });
     expect(us.status()).toEqual(before);
     // The sender skips what the vector covers: nothing to ship.
-    const m = decodeMessage(bytes);
-    expect(m.type === 'batch' && m.changes).toEqual([]);
+    expect(decodeBundle(bytes).batch.changes).toEqual([]);
   });
 
   it('changesSince without a vector holds everything a fresh replica needs', async () => {
@@ -453,11 +455,13 @@ describe('changesSince and applyChanges', () => {
 
     it('a batch holding one invalid document state applies none of its documents', async () => {
       const { us, valid, before } = await withState();
-      const m = decodeMessage(valid);
-      if (m.type !== 'batch') throw new Error('expected a batch');
-      const forged = encodeMessage({
-        ...m,
-        changes: [...m.changes, { docs: [{ collection: 'c', id: 'evil', state: Uint8Array.of(0xde, 0xad) }] }],
+      const { basis, batch: m } = decodeBundle(valid);
+      const forged = encodeBundle({
+        basis,
+        batch: {
+          ...m,
+          changes: [...m.changes, { docs: [{ collection: 'c', id: 'evil', state: Uint8Array.of(0xde, 0xad) }] }],
+        },
       });
       await expectCode(us.applyChanges(forged), 'protocol');
       expect(us.status()).toEqual(before);
@@ -466,11 +470,13 @@ describe('changesSince and applyChanges', () => {
 
     it('a batch naming an invalid collection applies none of its documents', async () => {
       const { us, valid, before } = await withState();
-      const m = decodeMessage(valid);
-      if (m.type !== 'batch') throw new Error('expected a batch');
+      const { basis, batch: m } = decodeBundle(valid);
       const first = m.changes[0]?.docs[0];
       if (first === undefined) throw new Error('expected a document');
-      const forged = encodeMessage({ ...m, changes: [...m.changes, { docs: [{ ...first, collection: '_system' }] }] });
+      const forged = encodeBundle({
+        basis,
+        batch: { ...m, changes: [...m.changes, { docs: [{ ...first, collection: '_system' }] }] },
+      });
       await expectCode(us.applyChanges(forged), 'protocol');
       expect(us.status()).toEqual(before);
     });
@@ -512,7 +518,10 @@ describe('connect', () => {
 
     // Live: writes after catch-up stream both ways.
     await eu.collection('todos').put('live-eu', 3);
-    await eventually('a live write of eu to reach us', async () => (await us.collection('todos').get('live-eu')) !== null);
+    await eventually(
+      'a live write of eu to reach us',
+      async () => (await us.collection('todos').get('live-eu')) !== null,
+    );
     await us.batch([
       { type: 'put', collection: 'todos', id: 'live-us-1', value: 4 },
       { type: 'put', collection: 'todos', id: 'live-us-2', value: 5 },
@@ -527,7 +536,10 @@ describe('connect', () => {
     expect(Object.keys(await values(us, 'bulk'))).toHaveLength(40);
 
     euSession.close();
-    await eventually('both sessions to close', () => euSession.info().phase === 'closed' && usSession.info().phase === 'closed');
+    await eventually(
+      'both sessions to close',
+      () => euSession.info().phase === 'closed' && usSession.info().phase === 'closed',
+    );
   });
 
   it('replicates through a middle replica to a third one', async () => {
@@ -551,7 +563,10 @@ describe('connect', () => {
     const [x, y] = memoryConnectionPair();
     const euSession = eu.connect(x, { cluster: 'one' });
     const usSession = us.connect(y, { cluster: 'two' });
-    await eventually('both sessions to close', () => euSession.info().phase === 'closed' && usSession.info().phase === 'closed');
+    await eventually(
+      'both sessions to close',
+      () => euSession.info().phase === 'closed' && usSession.info().phase === 'closed',
+    );
     expect(euSession.info().closeReason?.code).toBe('wrong_cluster');
     expect(us.status().docs).toBe(0);
   });
@@ -623,5 +638,67 @@ describe('the polyarch/client entry', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('closing with live sessions', () => {
+  it('a session of a closed database refuses the next batch with code closed, and the peer keeps working', async () => {
+    const eu = await openReplica({ id: 'eu', storage: 'memory' });
+    const us = await open('us');
+    const [x, y] = memoryConnectionPair();
+    const euSession = eu.connect(x);
+    const usSession = us.connect(y);
+    await eu.collection('c').put('k', 1);
+    await eventually('the first write to cross', () => us.status().digest === eu.status().digest);
+    await eu.close();
+    await us.collection('c').put('after-close', 2);
+    await eventually(
+      'both sessions to close',
+      () => euSession.info().phase === 'closed' && usSession.info().phase === 'closed',
+    );
+    expect(usSession.info().closeReason?.code).toBe('closed');
+    await us.collection('c').put('still-works', 3);
+    expect((await us.collection('c').get('still-works'))?.value).toBe(3);
+  });
+
+  it('closing a database closes its live sessions, and the peer sees the reason', async () => {
+    const eu = await openReplica({ id: 'eu', storage: 'memory' });
+    const us = await open('us');
+    const [x, y] = memoryConnectionPair();
+    const euSession = eu.connect(x);
+    const usSession = us.connect(y);
+    await eu.collection('c').put('k', 1);
+    await eventually('the first write to cross', () => us.status().digest === eu.status().digest);
+    await eu.close();
+    // No further traffic: the close alone must end both sides.
+    await eventually(
+      'both sessions to close after the database closed',
+      () => euSession.info().phase === 'closed' && usSession.info().phase === 'closed',
+      2000,
+    );
+    expect(usSession.info().closeReason?.code).toBe('closed');
+  });
+
+  it('connect on a closed database is refused with code closed', async () => {
+    const eu = await openReplica({ id: 'eu', storage: 'memory' });
+    await eu.close();
+    const [x] = memoryConnectionPair();
+    expect(() => eu.connect(x)).toThrow(expect.objectContaining({ code: 'closed' }) as unknown as Error);
+  });
+});
+
+describe('bundles applied by a replica they were not made for (regression)', () => {
+  it('do not make the receiver believe it holds writes that were skipped for the other', async () => {
+    const eu = await openReplica({ id: 'eu', storage: 'memory' });
+    const us = await openReplica({ id: 'us', storage: 'memory' });
+    await eu.collection('c').put('k1', 1);
+    await eu.collection('c').put('k2', 2);
+    // Made for a replica that already holds eu:1, applied by one that holds nothing.
+    await us.applyChanges(await eu.changesSince({ eu: 1 }));
+    expect(await us.collection('c').get('k1')).toBeNull();
+    expect(us.vector()).toEqual({});
+    await us.applyChanges(await eu.changesSince(us.vector()));
+    expect((await us.collection('c').get('k1'))?.value).toBe(1);
+    expect(us.status().digest).toBe(eu.status().digest);
   });
 });

@@ -3,7 +3,7 @@
  * machine with a small API (collections, batches, subscriptions, in-process sync) and
  * chooses the environment and storage. Browser-safe: no Node built-ins here.
  */
-import { decodeMessage, encodeMessage } from '../protocol/index.js';
+import { decodeBundle, encodeBundle } from '../replication/bundle.js';
 import { CausalContext } from '../core/index.js';
 import type { JsonValue, Limits, Policy } from '../core/index.js';
 import type { Env } from '../env/env.js';
@@ -121,6 +121,7 @@ export class Collection {
 /** An embedded leader: accepts reads and writes locally and syncs with any peer. */
 export class Database {
   private readonly collectionsByName = new Map<string, Collection>();
+  private readonly sessions = new Set<SessionDriver>();
 
   constructor(
     /** The underlying replica state machine (for tools and tests). */
@@ -176,15 +177,11 @@ export class Database {
    * await us.applyChanges(await eu.changesSince(us.vector()));
    */
   async changesSince(vector: Record<string, number> = {}): Promise<Uint8Array> {
-    const context = CausalContext.from(checkVector(vector));
-    const batch = await this.replica.readBatch(0, Number.MAX_SAFE_INTEGER, context);
-    return encodeMessage({
-      type: 'batch',
-      id: 0,
-      fromSeq: 0,
-      toSeq: batch.toSeq,
-      changes: batch.changes,
-      context: batch.context,
+    const basis = CausalContext.from(checkVector(vector));
+    const batch = await this.replica.readBatch(0, Number.MAX_SAFE_INTEGER, basis, Number.MAX_SAFE_INTEGER);
+    return encodeBundle({
+      basis,
+      batch: { type: 'batch', id: 0, fromSeq: 0, toSeq: batch.toSeq, changes: batch.changes, context: batch.context },
     });
   }
 
@@ -196,9 +193,8 @@ export class Database {
    */
   async applyChanges(bytes: Uint8Array): Promise<{ recorded: number }> {
     if (!(bytes instanceof Uint8Array)) throw new DbError(ErrorCode.invalidInput, 'applyChanges takes a Uint8Array');
-    const m = decodeMessage(bytes);
-    if (m.type !== 'batch') throw new DbError(ErrorCode.protocol, `expected changes, got a ${m.type} message`);
-    const { recorded } = await this.replica.applyRemote(m.changes, { context: m.context });
+    const { basis, batch } = decodeBundle(bytes);
+    const { recorded } = await this.replica.applyRemote(batch.changes, { context: batch.context, basis });
     return { recorded };
   }
 
@@ -210,7 +206,10 @@ export class Database {
    * eu.connect(a); us.connect(b);
    */
   connect(connection: Connection, options: Omit<SessionOptions, 'env'> = {}): SessionDriver {
+    if (this.replica.isClosed) throw new DbError(ErrorCode.closed, `replica ${this.id} is closed`);
     const driver = new SessionDriver(this.replica, connection, { ...options, env: this.env });
+    this.sessions.add(driver);
+    driver.onClose(() => this.sessions.delete(driver));
     driver.start();
     return driver;
   }
@@ -237,8 +236,12 @@ export class Database {
     return this.replica.subscribe(listener);
   }
 
-  /** Closes the replica and its storage. Later calls fail with code `closed`. */
+  /**
+   * Closes the replica's sessions (their peers see code `closed`), then the replica and its
+   * storage. Later calls fail with code `closed`.
+   */
   close(): Promise<void> {
+    for (const s of [...this.sessions]) s.close('closed', `replica ${this.id} is closing`);
     return this.replica.close();
   }
 }

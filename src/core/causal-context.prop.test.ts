@@ -102,7 +102,11 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('add' as const), target: fc.nat({ max: 2 }), dot: dotArb }) },
   {
     weight: 1,
-    arbitrary: fc.record({ kind: fc.constant('join' as const), target: fc.nat({ max: 2 }), source: fc.nat({ max: 2 }) }),
+    arbitrary: fc.record({
+      kind: fc.constant('join' as const),
+      target: fc.nat({ max: 2 }),
+      source: fc.nat({ max: 2 }),
+    }),
   },
 );
 
@@ -261,17 +265,21 @@ describe('CausalContext encoding', () => {
 
   it('the same set of dots has one encoding, whatever the order it was built in', () => {
     fc.assert(
-      fc.property(fc.array(dotArb, { maxLength: 40 }), fc.array(fc.nat(), { minLength: 40, maxLength: 40 }), (dots, keys) => {
-        const shuffled = dots
-          .map((d, i) => ({ d, k: keys[i] as number }))
-          .sort((x, y) => x.k - y.k)
-          .map((x) => x.d);
-        const a = new CausalContext();
-        for (const d of dots) a.add(d);
-        const b = new CausalContext();
-        for (const d of shuffled) b.add(d);
-        expect(toHex(encode(a))).toBe(toHex(encode(b)));
-      }),
+      fc.property(
+        fc.array(dotArb, { maxLength: 40 }),
+        fc.array(fc.nat(), { minLength: 40, maxLength: 40 }),
+        (dots, keys) => {
+          const shuffled = dots
+            .map((d, i) => ({ d, k: keys[i] as number }))
+            .sort((x, y) => x.k - y.k)
+            .map((x) => x.d);
+          const a = new CausalContext();
+          for (const d of dots) a.add(d);
+          const b = new CausalContext();
+          for (const d of shuffled) b.add(d);
+          expect(toHex(encode(a))).toBe(toHex(encode(b)));
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -324,7 +332,11 @@ describe('CausalContext encoding', () => {
 
   it('an exception counter beyond 2^53 - 1 is refused as corrupt', () => {
     const enc = new Encoder().uint(1);
-    enc.string('a').uint(Number.MAX_SAFE_INTEGER - 1).uint(1).uint(Number.MAX_SAFE_INTEGER);
+    enc
+      .string('a')
+      .uint(Number.MAX_SAFE_INTEGER - 1)
+      .uint(1)
+      .uint(Number.MAX_SAFE_INTEGER);
     expectCorrupt(() => decode(enc.finish()));
   });
 

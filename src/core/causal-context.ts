@@ -83,6 +83,22 @@ export class CausalContext {
     }
   }
 
+  /** True when every dot of `other` is in this context (conservative: may say false for equal sets held differently). */
+  covers(other: CausalContext): boolean {
+    for (const [r, o] of other.entries) {
+      const e = this.entries.get(r);
+      if (e === undefined) {
+        if (o.base > 0 || o.extra.length > 0) return false;
+        continue;
+      }
+      if (e.base < o.base) {
+        for (let c = e.base + 1; c <= o.base; c++) if (!this.has({ replica: r, counter: c })) return false;
+      }
+      for (const c of o.extra) if (!this.has({ replica: r, counter: c })) return false;
+    }
+    return true;
+  }
+
   /** The highest counter of each replica's contiguous prefix: a safe lower bound. */
   base(): Map<string, number> {
     const out = new Map<string, number>();

@@ -2,7 +2,17 @@ import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DbError, ErrorCode } from '../shared/errors.js';
-import { Decoder, Encoder, bytesEqual, compareBytes, fromBase64Url, fromUtf8, toBase64Url, toHex, utf8 } from './codec.js';
+import {
+  Decoder,
+  Encoder,
+  bytesEqual,
+  compareBytes,
+  fromBase64Url,
+  fromUtf8,
+  toBase64Url,
+  toHex,
+  utf8,
+} from './codec.js';
 
 /** Runs `fn` and returns the DbError it throws, failing the test on anything else. */
 function dbErrorOf(fn: () => unknown): DbError {
@@ -29,9 +39,42 @@ function onlyCorrupt(fn: () => unknown): void {
   }
 }
 
+/**
+ * One Unicode scalar value (any code point but a surrogate), from every UTF-8 length class.
+ * fast-check's own 'binary' unit does the same but takes over a second to set up.
+ */
+const codePoint = fc
+  .oneof(
+    fc.integer({ min: 0, max: 0x7f }),
+    fc.integer({ min: 0x80, max: 0x7ff }),
+    fc.integer({ min: 0x800, max: 0xd7ff }),
+    fc.integer({ min: 0xe000, max: 0xffff }),
+    fc.integer({ min: 0x10000, max: 0x10ffff }),
+  )
+  .map((cp) => String.fromCodePoint(cp));
+
 const uint = fc.oneof(fc.integer({ min: 0, max: 300 }), fc.maxSafeNat());
-/** Well-formed strings (no lone surrogates), astral characters included. */
-const text = fc.string({ unit: 'binary', maxLength: 30 });
+/** Well-formed strings (no lone surrogates): ASCII only, or with multi-byte and astral characters. */
+const text = fc.oneof(
+  fc.string({ unit: 'binary-ascii', maxLength: 30 }),
+  fc.string({ unit: codePoint, maxLength: 30 }),
+);
+
+/** Strings on both sides of the 127/128-character boundary, ASCII or not, a non-ASCII one anywhere. */
+const longText = fc.oneof(
+  fc.string({ unit: 'binary-ascii', maxLength: 200 }),
+  fc.string({ unit: codePoint, maxLength: 200 }),
+  fc
+    .tuple(
+      fc.string({ unit: 'binary-ascii', minLength: 120, maxLength: 135 }),
+      fc.nat(),
+      fc.constantFrom('\u00e9', '\u20ac', '\u{1F600}', '\u0080'),
+    )
+    .map(([s, at, ch]) => {
+      const i = at % (s.length + 1);
+      return s.slice(0, i) + ch + s.slice(i);
+    }),
+);
 
 type Item = { kind: 'uint'; v: number } | { kind: 'bytes'; v: Uint8Array } | { kind: 'string'; v: string };
 
@@ -43,10 +86,10 @@ const item: fc.Arbitrary<Item> = fc.oneof(
 
 function encodeItems(items: readonly Item[]): Uint8Array {
   const enc = new Encoder(1);
-  for (const it of items) {
-    if (it.kind === 'uint') enc.uint(it.v);
-    else if (it.kind === 'bytes') enc.bytes(it.v);
-    else enc.string(it.v);
+  for (const x of items) {
+    if (x.kind === 'uint') enc.uint(x.v);
+    else if (x.kind === 'bytes') enc.bytes(x.v);
+    else enc.string(x.v);
   }
   return enc.finish();
 }
@@ -131,6 +174,42 @@ describe('varints', () => {
   });
 });
 
+describe('Encoder buffers', () => {
+  it('finish() returns a copy that later writes and resets do not change', () => {
+    fc.assert(
+      fc.property(fc.array(item, { maxLength: 8 }), fc.array(item, { maxLength: 8 }), (first, second) => {
+        const enc = new Encoder(1);
+        for (const x of first) encodeItems([x]).forEach((b) => enc.byte(b));
+        const a = enc.finish();
+        const expected = encodeItems(first);
+        expect(toHex(a)).toBe(toHex(expected));
+        enc.reset();
+        for (const x of second) enc.raw(encodeItems([x]));
+        expect(toHex(a)).toBe(toHex(expected));
+        expect(toHex(enc.view())).toBe(toHex(encodeItems(second)));
+        expect(enc.length).toBe(encodeItems(second).length);
+      }),
+    );
+  });
+
+  it('a reused encoder writes the same bytes as a fresh one', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(item, { maxLength: 6 }), { maxLength: 5 }), (runs) => {
+        const enc = new Encoder(1);
+        for (const items of runs) {
+          enc.reset();
+          for (const x of items) {
+            if (x.kind === 'uint') enc.uint(x.v);
+            else if (x.kind === 'bytes') enc.bytes(x.v);
+            else enc.string(x.v);
+          }
+          expect(toHex(enc.finish())).toBe(toHex(encodeItems(items)));
+        }
+      }),
+    );
+  });
+});
+
 describe('byte runs and strings', () => {
   it('bytes round-trip', () => {
     fc.assert(
@@ -142,14 +221,19 @@ describe('byte runs and strings', () => {
     );
   });
 
-  it('strings round-trip, astral characters included', () => {
+  it('strings round-trip, ASCII, multi-byte and astral characters alike', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (s) => {
+      fc.property(longText, (s) => {
         const dec = new Decoder(new Encoder(1).string(s).finish());
         expect(dec.string()).toBe(s);
         dec.end();
         expect(fromUtf8(utf8(s))).toBe(s);
+        expect(utf8(s)).toEqual(new Uint8Array(Buffer.from(s, 'utf8')));
+        // The length prefix counts bytes, not characters.
+        const prefixed = new Encoder(1).string(s).finish();
+        expect(new Decoder(prefixed).uint()).toBe(Buffer.byteLength(s, 'utf8'));
       }),
+      { numRuns: 500 },
     );
   });
 
@@ -157,7 +241,12 @@ describe('byte runs and strings', () => {
     fc.assert(
       fc.property(fc.array(item, { maxLength: 20 }), (items) => {
         const bytes = encodeItems(items);
-        expect(decodeItems(bytes, items.map((i) => i.kind))).toEqual(items);
+        expect(
+          decodeItems(
+            bytes,
+            items.map((x) => x.kind),
+          ),
+        ).toEqual(items);
       }),
     );
   });
@@ -166,7 +255,7 @@ describe('byte runs and strings', () => {
     fc.assert(
       fc.property(fc.array(item, { minLength: 1, maxLength: 8 }), (items) => {
         const bytes = encodeItems(items);
-        const shape = items.map((i) => i.kind);
+        const shape = items.map((x) => x.kind);
         for (let cut = 0; cut < bytes.length; cut++) {
           expectCorrupt(() => decodeItems(bytes.subarray(0, cut), shape));
         }
@@ -182,7 +271,12 @@ describe('byte runs and strings', () => {
         const padded = new Uint8Array(bytes.length + extra.length);
         padded.set(bytes);
         padded.set(extra, bytes.length);
-        expectCorrupt(() => decodeItems(padded, items.map((i) => i.kind)));
+        expectCorrupt(() =>
+          decodeItems(
+            padded,
+            items.map((x) => x.kind),
+          ),
+        );
       }),
     );
   });
@@ -203,18 +297,22 @@ describe('byte runs and strings', () => {
 
   it('random bytes decode or fail with a DbError, never anything else', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 64 }), fc.array(fc.constantFrom('uint', 'bytes', 'string', 'byte')), (b, ops) => {
-        onlyCorrupt(() => {
-          const dec = new Decoder(b);
-          for (const op of ops) {
-            if (op === 'uint') dec.uint();
-            else if (op === 'bytes') dec.bytes();
-            else if (op === 'string') dec.string();
-            else dec.byte();
-          }
-          dec.end();
-        });
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 64 }),
+        fc.array(fc.constantFrom('uint', 'bytes', 'string', 'byte')),
+        (b, ops) => {
+          onlyCorrupt(() => {
+            const dec = new Decoder(b);
+            for (const op of ops) {
+              if (op === 'uint') dec.uint();
+              else if (op === 'bytes') dec.bytes();
+              else if (op === 'string') dec.string();
+              else dec.byte();
+            }
+            dec.end();
+          });
+        },
+      ),
       { numRuns: 2000 },
     );
   });

@@ -70,15 +70,27 @@ export function hash128Into(data: Uint8Array, seed: number, out: Uint8Array, off
     h4 ^= Math.imul(rotl(Math.imul(k4, c4), 18), c1);
   }
   if (rem > 8) {
-    const k3 = tailByte(data, t, rem, 8) | (tailByte(data, t, rem, 9) << 8) | (tailByte(data, t, rem, 10) << 16) | (tailByte(data, t, rem, 11) << 24);
+    const k3 =
+      tailByte(data, t, rem, 8) |
+      (tailByte(data, t, rem, 9) << 8) |
+      (tailByte(data, t, rem, 10) << 16) |
+      (tailByte(data, t, rem, 11) << 24);
     h3 ^= Math.imul(rotl(Math.imul(k3, c3), 17), c4);
   }
   if (rem > 4) {
-    const k2 = tailByte(data, t, rem, 4) | (tailByte(data, t, rem, 5) << 8) | (tailByte(data, t, rem, 6) << 16) | (tailByte(data, t, rem, 7) << 24);
+    const k2 =
+      tailByte(data, t, rem, 4) |
+      (tailByte(data, t, rem, 5) << 8) |
+      (tailByte(data, t, rem, 6) << 16) |
+      (tailByte(data, t, rem, 7) << 24);
     h2 ^= Math.imul(rotl(Math.imul(k2, c2), 16), c3);
   }
   if (rem > 0) {
-    const k1 = tailByte(data, t, rem, 0) | (tailByte(data, t, rem, 1) << 8) | (tailByte(data, t, rem, 2) << 16) | (tailByte(data, t, rem, 3) << 24);
+    const k1 =
+      tailByte(data, t, rem, 0) |
+      (tailByte(data, t, rem, 1) << 8) |
+      (tailByte(data, t, rem, 2) << 16) |
+      (tailByte(data, t, rem, 3) << 24);
     h1 ^= Math.imul(rotl(Math.imul(k1, c1), 15), c2);
   }
   h1 ^= len;
@@ -104,7 +116,12 @@ export function hash128Into(data: Uint8Array, seed: number, out: Uint8Array, off
 }
 
 function word(data: Uint8Array, i: number): number {
-  return (data[i] as number) | ((data[i + 1] as number) << 8) | ((data[i + 2] as number) << 16) | ((data[i + 3] as number) << 24);
+  return (
+    (data[i] as number) |
+    ((data[i + 1] as number) << 8) |
+    ((data[i + 2] as number) << 16) |
+    ((data[i + 3] as number) << 24)
+  );
 }
 
 function putWord(out: Uint8Array, at: number, h: number): void {

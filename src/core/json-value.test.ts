@@ -4,6 +4,7 @@ import { DbError, ErrorCode } from '../shared/errors.js';
 import { fromUtf8 } from './codec.js';
 import { encodeJsonValue } from './json-value.js';
 import { DEFAULT_LIMITS } from './names.js';
+import type { Limits } from './names.js';
 
 /** Runs `fn` and returns the DbError it throws, failing the test on anything else. */
 function dbErrorOf(fn: () => unknown): DbError {
@@ -20,7 +21,7 @@ function expectInvalid(value: unknown): void {
   expect(dbErrorOf(() => encodeJsonValue(value, DEFAULT_LIMITS)).code).toBe(ErrorCode.invalidInput);
 }
 
-function text(value: unknown, limits = DEFAULT_LIMITS): string {
+function text(value: unknown, limits: Pick<Limits, 'docBytesMax' | 'valueDepthMax'> = DEFAULT_LIMITS): string {
   return fromUtf8(encodeJsonValue(value, limits));
 }
 
@@ -131,9 +132,7 @@ describe('encodeJsonValue', () => {
       new Uint8Array(2),
       new ArrayBuffer(2),
       /re/,
-      // eslint-disable-next-line no-new-wrappers
       new String('s'),
-      // eslint-disable-next-line no-new-wrappers
       new Number(1),
       new Point(1, 2),
       new Error('e'),

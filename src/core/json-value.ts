@@ -42,6 +42,7 @@ function check(v: unknown, path: (string | number)[], depth: number, maxDepth: n
         if (proto !== Object.prototype && proto !== null) {
           throw invalid(path, `${(v as object).constructor?.name ?? 'object'} is not a plain object`);
         }
+        if (Object.getOwnPropertySymbols(v).length > 0) throw invalid(path, 'it has symbol keys');
         for (const k of Object.keys(v)) {
           path.push(k);
           check((v as Record<string, unknown>)[k], path, depth + 1, maxDepth, seen);

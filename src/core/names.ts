@@ -21,11 +21,17 @@ export const DEFAULT_LIMITS = {
 } as const;
 export type Limits = { docBytesMax: number; batchDocsMax: number; batchBytesMax: number; valueDepthMax: number };
 
+/** A short, safe rendering of any value for an error message (JSON.stringify throws on some). */
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
+  return typeof value === 'object' ? (value === null ? 'null' : 'an object') : `a ${typeof value}`;
+}
+
 export function checkCollection(name: unknown): string {
   if (typeof name !== 'string' || !COLLECTION_PATTERN.test(name)) {
     throw new DbError(
       ErrorCode.invalidName,
-      `invalid collection name ${JSON.stringify(name)}: use 1-64 letters, digits, '_', '.', '-', starting with a letter`,
+      `invalid collection name ${describe(name)}: use 1-64 letters, digits, '_', '.', '-', starting with a letter`,
     );
   }
   return name;
@@ -35,15 +41,16 @@ export function checkReplicaId(name: unknown): string {
   if (typeof name !== 'string' || !REPLICA_PATTERN.test(name)) {
     throw new DbError(
       ErrorCode.invalidName,
-      `invalid replica id ${JSON.stringify(name)}: use 1-64 letters, digits, '_', '.', ':', '-', starting with a letter or digit`,
+      `invalid replica id ${describe(name)}: use 1-64 letters, digits, '_', '.', ':', '-', starting with a letter or digit`,
     );
   }
   return name;
 }
 
-// Control characters and lone surrogates cannot round-trip through URLs and UTF-8.
-// eslint-disable-next-line no-control-regex
-const BAD_ID_CHARS = /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+// Control characters (C0, DEL, C1) and lone surrogates cannot round-trip through URLs and UTF-8.
+const BAD_ID_CHARS =
+  // eslint-disable-next-line no-control-regex
+  /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 export function checkDocId(id: unknown): string {
   if (typeof id !== 'string' || id.length === 0 || id.length > ID_MAX_CHARS) {

@@ -95,9 +95,19 @@ export function joinRecords(a: RecordState, b: RecordState, policy: Policy = Pol
 
 /**
  * What a write saw: `context` covers every sibling it replaces (a whole-document version),
- * or `dot` names the one sibling it replaces (a sibling's own version).
+ * or `dot` names the one sibling it replaces (a sibling's own version). `hlc` is the latest
+ * timestamp among what the reader saw: the write must be stamped after it, because
+ * last-writer-wins order is only consistent when a write is later than what it replaces,
+ * also when the version was read at another leader whose clock runs ahead.
  */
-export type WriteBasis = { kind: 'context'; context: VersionVector } | { kind: 'dot'; dot: Dot };
+export type WriteBasis = { kind: 'context'; context: VersionVector; hlc?: Hlc } | { kind: 'dot'; dot: Dot; hlc?: Hlc };
+
+/** The latest timestamp among a state's siblings (zero when it has none). */
+export function latestHlc(state: RecordState): Hlc {
+  let best: Hlc = { ms: 0, c: 0 };
+  for (const s of state.siblings) if (compareHlc(s.hlc, best) > 0) best = s.hlc;
+  return best;
+}
 
 /**
  * A local write: a new sibling with a fresh dot replaces every sibling its basis covers;

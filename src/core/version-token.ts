@@ -8,12 +8,13 @@
  *   byte 0     format (1)
  *   byte 1     kind: 0 = document context, 1 = sibling dot
  *   bytes 2-5  first 4 bytes of hash128(collection NUL id)
- *   payload    version vector (kind 0) or replica + counter (kind 1)
+ *   payload    version vector (kind 0) or replica + counter (kind 1), then an HLC
  *   last 4     first 4 bytes of hash128(everything before)
  */
 import { Decoder, Encoder, bytesEqual, fromBase64Url, toBase64Url } from './codec.js';
 import type { Dot } from './dot.js';
 import { hash128 } from './hash.js';
+import type { Hlc } from './hlc.js';
 import type { WriteBasis } from './record.js';
 import type { VersionVector } from './version-vector.js';
 import { decodeVv, encodeVv } from './version-vector.js';
@@ -35,7 +36,11 @@ function docTag(collection: string, id: string): number {
 }
 
 function putTag(enc: Encoder, tag: number): Encoder {
-  return enc.byte(tag).byte(tag >>> 8).byte(tag >>> 16).byte(tag >>> 24);
+  return enc
+    .byte(tag)
+    .byte(tag >>> 8)
+    .byte(tag >>> 16)
+    .byte(tag >>> 24);
 }
 
 function readTag(dec: Decoder): number {
@@ -50,15 +55,19 @@ function seal(enc: Encoder): string {
   return toBase64Url(enc.view());
 }
 
-export function contextToken(collection: string, id: string, context: VersionVector): string {
+/** A whole-document version: the document's context and the latest timestamp of its siblings. */
+export function contextToken(collection: string, id: string, context: VersionVector, hlc: Hlc): string {
   const enc = putTag(scratch.reset().byte(FORMAT).byte(0), docTag(collection, id));
   encodeVv(enc, context);
+  enc.uint(hlc.ms).uint(hlc.c);
   return seal(enc);
 }
 
-export function dotToken(collection: string, id: string, dot: Dot): string {
+/** One sibling's version: its dot and timestamp. */
+export function dotToken(collection: string, id: string, dot: Dot, hlc: Hlc): string {
   const enc = putTag(scratch.reset().byte(FORMAT).byte(1), docTag(collection, id));
   enc.string(dot.replica).uint(dot.counter);
+  enc.uint(hlc.ms).uint(hlc.c);
   return seal(enc);
 }
 
@@ -90,12 +99,14 @@ export function parseToken(collection: string, id: string, token: string): Write
       throw bad(`version token belongs to another document than ${collection}/${id}`);
     }
     let basis: WriteBasis;
-    if (kind === 0) basis = { kind: 'context', context: decodeVv(dec) };
-    else if (kind === 1) {
+    if (kind === 0) {
+      const context = decodeVv(dec);
+      basis = { kind: 'context', context, hlc: { ms: dec.uint(), c: dec.uint() } };
+    } else if (kind === 1) {
       const replica = dec.string();
       const counter = dec.uint();
       if (counter < 1) throw bad('version token names an invalid write');
-      basis = { kind: 'dot', dot: { replica, counter } };
+      basis = { kind: 'dot', dot: { replica, counter }, hlc: { ms: dec.uint(), c: dec.uint() } };
     } else throw bad('unknown version token kind');
     dec.end();
     return basis;

@@ -38,9 +38,7 @@ async function makeCluster(seed: number, n: number, topology: TopologyName): Pro
     const env = seededEnv(seed * 31 + i);
     env.clock.ms += rng.int(5000); // skewed clocks
     storages.push(storage);
-    replicas.push(
-      await Replica.open({ id: `r${i}`, storage, env, collections: { lww: { policy: 'lww' } } }),
-    );
+    replicas.push(await Replica.open({ id: `r${i}`, storage, env, collections: { lww: { policy: 'lww' } } }));
   }
   return { replicas, storages, links: topologies[topology](n), rng };
 }
@@ -53,9 +51,14 @@ async function randomWrite(c: Cluster): Promise<void> {
   const key = () => `k${rng.int(6)}`;
   const op = async (id: string): Promise<WriteOp> => {
     const useVersion = rng.next() < 0.4;
-    const doc = useVersion ? await r.get(collection, id) : null;
+    // Clients sometimes read at one leader and write at another with that version.
+    const reader = rng.next() < 0.3 ? rng.pick(c.replicas) : r;
+    const doc = useVersion ? await reader.get(collection, id) : null;
     const version = doc?.version;
-    const base = rng.next() < 0.2 ? { type: 'delete' as const, collection, id } : { type: 'put' as const, collection, id, value: { n: rng.int(1000), by: r.id } };
+    const base =
+      rng.next() < 0.2
+        ? { type: 'delete' as const, collection, id }
+        : { type: 'put' as const, collection, id, value: { n: rng.int(1000), by: r.id } };
     return version === undefined ? base : { ...base, version };
   };
   try {
@@ -80,7 +83,8 @@ function checkMonotone(c: Cluster): void {
         const policy = COLLECTIONS[put.collection] as Policy;
         const joined = encodeRecord(joinRecords(decodeRecord(prev), decodeRecord(put.state), policy));
         if (bytesEqual(prev, put.state)) throw new Error(`replica r${i} recorded ${k} again without a change`);
-        if (!bytesEqual(joined, put.state)) throw new Error(`replica r${i} moved ${k} to a state that does not follow the previous one`);
+        if (!bytesEqual(joined, put.state))
+          throw new Error(`replica r${i} moved ${k} to a state that does not follow the previous one`);
       }
       last.set(k, put.state);
     }
@@ -106,7 +110,10 @@ async function healByBundles(c: Cluster): Promise<void> {
   for (let round = 0; round < 20; round++) {
     let recorded = 0;
     for (const [i, j] of c.links) {
-      for (const [from, to] of [[i, j], [j, i]] as const) {
+      for (const [from, to] of [
+        [i, j],
+        [j, i],
+      ] as const) {
         const a = c.replicas[from] as Replica;
         const b = c.replicas[to] as Replica;
         const batch = await a.readBatch(0, Number.MAX_SAFE_INTEGER, b.context());
@@ -130,7 +137,10 @@ describe('random workloads converge', () => {
       fc.asyncProperty(configs, async ({ seed, n, topology }) => {
         const c = await makeCluster(seed, n, topology);
         // In-flight bundles per directed link; delivery picks any of them, and may keep it for a duplicate.
-        const inflight: { to: number; bytes: { changes: Parameters<Replica['applyRemote']>[0]; context: Uint8Array | null } }[] = [];
+        const inflight: {
+          to: number;
+          bytes: { changes: Parameters<Replica['applyRemote']>[0]; context: Uint8Array | null };
+        }[] = [];
         for (let step = 0; step < 120; step++) {
           const roll = c.rng.next();
           if (roll < 0.5) await randomWrite(c);
@@ -140,7 +150,11 @@ describe('random workloads converge', () => {
             const a = c.replicas[from] as Replica;
             // A stale view of the receiver, as a real sender has, makes more duplicates.
             const view = c.rng.next() < 0.5 ? (c.replicas[to] as Replica).context() : undefined;
-            const batch = await a.readBatch(0, Number.MAX_SAFE_INTEGER, view ?? new (a.context().constructor as new () => ReturnType<Replica['context']>)());
+            const batch = await a.readBatch(
+              0,
+              Number.MAX_SAFE_INTEGER,
+              view ?? new (a.context().constructor as new () => ReturnType<Replica['context']>)(),
+            );
             inflight.push({ to, bytes: { changes: batch.changes, context: batch.context } });
           } else if (inflight.length > 0) {
             const at = c.rng.int(inflight.length);
@@ -150,7 +164,8 @@ describe('random workloads converge', () => {
           }
         }
         // Late deliveries after everything else, in reverse order.
-        for (const m of inflight.reverse()) await (c.replicas[m.to] as Replica).applyRemote(m.bytes.changes, { context: m.bytes.context });
+        for (const m of inflight.reverse())
+          await (c.replicas[m.to] as Replica).applyRemote(m.bytes.changes, { context: m.bytes.context });
         await healByBundles(c);
         await expectConverged(c);
       }),

@@ -347,3 +347,36 @@ describe('the local feed', () => {
     expect(p3.results.map((e) => e.id)).toEqual(['b']);
   });
 });
+
+describe('last-writer-wins with versions read elsewhere (regression)', () => {
+  it('stamps a write after the version it replaces, so every merge order shows it', async () => {
+    const opts = { collections: { c: { policy: 'lww' as const } } };
+    const envX = seededEnv(1);
+    envX.clock.ms += 50_000; // X's clock runs ahead
+    const x = await open('X', { ...opts, env: envX });
+    const envT = seededEnv(2);
+    envT.clock.ms += 10_000; // T's clock runs ahead of Y's, behind X's
+    const t = await open('T', { ...opts, env: envT });
+    const y = await open('Y', { ...opts, env: seededEnv(3) });
+    const wx = await x.put('c', 'k', 'x');
+    await t.put('c', 'k', 't');
+    // A client read x at X and writes at Y, which has not received x: its version replaces x.
+    await y.put('c', 'k', 'w', { version: wx.version });
+    // Y sees t before x; T sees x before w: different orders of the same three writes.
+    await sync(t, y);
+    await sync(x, t);
+    await sync(y, t);
+    for (const [a, b] of [
+      [x, t],
+      [t, y],
+      [y, x],
+      [x, t],
+      [t, y],
+    ] as const) {
+      await sync(a, b);
+      await sync(b, a);
+    }
+    for (const r of [x, t, y]) expect(await r.get('c', 'k')).toMatchObject({ value: 'w', conflicts: [] });
+    expect(new Set([x, t, y].map((r) => r.status().digest)).size).toBe(1);
+  });
+});

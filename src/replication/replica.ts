@@ -29,6 +29,7 @@ import {
   fromUtf8,
   hlcToIso,
   joinRecords,
+  latestHlc,
   observe,
   parseToken,
   hash128Into,
@@ -246,7 +247,10 @@ export class Replica {
     const prepared = ops.map((op) => this.prepare(op));
     const bytes = prepared.reduce((n, p) => n + (p.value?.length ?? 0), 0);
     if (bytes > this.limits.batchBytesMax) {
-      throw new DbError(ErrorCode.tooLarge, `a batch holds at most ${this.limits.batchBytesMax} bytes of values; this one has ${bytes}`);
+      throw new DbError(
+        ErrorCode.tooLarge,
+        `a batch holds at most ${this.limits.batchBytesMax} bytes of values; this one has ${bytes}`,
+      );
     }
     const seen = new Set<string>();
     for (const p of prepared) {
@@ -266,12 +270,15 @@ export class Replica {
         const state = old?.state ?? EMPTY_RECORD;
         const basis = this.checkBasis(p, state, next);
         const dot: Dot = { replica: next.id, counter: ++next.counter };
-        next.hlc = tick(next.hlc, this.env.clock.nowMs());
+        const now = this.env.clock.nowMs();
+        // Stamp the write after everything its version saw, even what this leader has not received.
+        if (basis.hlc !== undefined) next.hlc = observe(next.hlc, basis.hlc, now, this.maxSkewMs);
+        next.hlc = tick(next.hlc, now);
         const written = writeRecord(state, { dot, hlc: next.hlc, value: p.value, basis }, this.policyOf(p.collection));
         next.context.add(dot);
         this.record(tx, next, p, row, old, written, seq, flags);
         events.push({ collection: p.collection, id: p.id, seq, origin: 'local' });
-        results.push(writeResult(p.collection, p.id, written.context));
+        results.push(writeResult(p.collection, p.id, written.context, next.hlc));
       }
       next.seq = seq;
       return results;
@@ -383,7 +390,7 @@ export class Replica {
     return {
       id,
       value,
-      version: contextToken(collection, id, state.context),
+      version: contextToken(collection, id, state.context, latestHlc(state)),
       origin: win.dot.replica,
       time: hlcToIso(win.hlc),
       conflicts,
@@ -394,7 +401,7 @@ export class Replica {
     return {
       value: s.value === null ? null : decodeText(s.value),
       deleted: s.value === null,
-      version: dotToken(collection, id, s.dot),
+      version: dotToken(collection, id, s.dot, s.hlc),
       origin: s.dot.replica,
       time: hlcToIso(s.hlc),
     };
@@ -447,7 +454,7 @@ export class Replica {
         seq: row.seq,
         collection: row.collection,
         id: row.id,
-        version: contextToken(row.collection, row.id, state.context),
+        version: contextToken(row.collection, row.id, state.context, latestHlc(state)),
         deleted: winnerIsDeleted(state),
         conflicts: Math.max(0, state.siblings.length - 1),
       };
@@ -521,7 +528,18 @@ export class Replica {
    */
   async applyRemote(
     changes: readonly Change[],
-    options: { peer?: string; toSeq?: number; context?: Uint8Array | null } = {},
+    options: {
+      peer?: string;
+      toSeq?: number;
+      /** The sender's causal context, sent when the changes reach its head. */
+      context?: Uint8Array | null;
+      /**
+       * What the sender assumed this replica holds when it skipped documents. The sender's
+       * context is only joined when this replica holds at least that much; otherwise the
+       * skipped documents may be missing here. A live session's basis is always met.
+       */
+      basis?: CausalContext;
+    } = {},
   ): Promise<ApplyResult> {
     this.checkOpen();
     const incoming = changes.map((c) => this.validateChange(c));
@@ -582,11 +600,13 @@ export class Replica {
           count++;
         }
       }
-      if (senderContext !== undefined) next.context.join(senderContext);
+      if (senderContext !== undefined && (options.basis === undefined || next.context.covers(options.basis))) {
+        next.context.join(senderContext);
+      }
       if (options.peer !== undefined && options.toSeq !== undefined) tx.setCheckpoint(options.peer, options.toSeq);
       return count;
     });
-    if (senderContext !== undefined) learned.join(senderContext);
+    if (senderContext !== undefined && options.basis === undefined) learned.join(senderContext);
     return { recorded, learned };
   }
 
@@ -698,13 +718,13 @@ export class Replica {
 }
 
 /** A write's result; its version token is rendered on first use, as bulk writers rarely read it. */
-function writeResult(collection: string, id: string, context: RecordState['context']): WriteResult {
+function writeResult(collection: string, id: string, context: RecordState['context'], hlc: Hlc): WriteResult {
   let version: string | undefined;
   return {
     collection,
     id,
     get version(): string {
-      version ??= contextToken(collection, id, context);
+      version ??= contextToken(collection, id, context, hlc);
       return version;
     },
   };

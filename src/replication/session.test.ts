@@ -97,10 +97,8 @@ function expectClosedWith(result: { state: SessionState; effects: Effect[] }, co
   expect(result.effects).toEqual(expected);
 }
 
-const sends = (effects: readonly Effect[]): Message[] =>
-  effects.flatMap((e) => (e.type === 'send' ? [e.message] : []));
-const reads = (effects: readonly Effect[]): number[] =>
-  effects.flatMap((e) => (e.type === 'read' ? [e.afterSeq] : []));
+const sends = (effects: readonly Effect[]): Message[] => effects.flatMap((e) => (e.type === 'send' ? [e.message] : []));
+const reads = (effects: readonly Effect[]): number[] => effects.flatMap((e) => (e.type === 'read' ? [e.afterSeq] : []));
 
 describe('hello', () => {
   it('start sends a hello with the protocol version, the cluster and our replica id', () => {
@@ -269,7 +267,8 @@ describe('sending our feed', () => {
               r = step(s, batchRead(Math.min(s.cursor + size, s.head)));
             } else if (a.kind === 'ack') {
               if (s.inflight === 0) continue;
-              r = step(s, received({ type: 'ack', id: acked + 1, toSeq: 0 }));
+              const oldest = s.unacked[0] as { id: number; toSeq: number };
+              r = step(s, received({ type: 'ack', id: oldest.id, toSeq: oldest.toSeq }));
               acked++;
             } else {
               r = step(s, { type: 'local-change', head: s.head + a.grow });
@@ -286,6 +285,39 @@ describe('sending our feed', () => {
           }
         },
       ),
+    );
+  });
+
+  it('an ack that does not match the oldest batch in flight closes with a protocol error', () => {
+    const served = step(opened({ head: 10 }), received({ type: 'pull', since: 0 })).state;
+    const sent = step(served, batchRead(10)).state;
+    expect(sent.inflight).toBe(1);
+    expectClosedWith(step(sent, received({ type: 'ack', id: 2, toSeq: 10 })), 'protocol');
+    expectClosedWith(step(sent, received({ type: 'ack', id: 1, toSeq: 9 })), 'protocol');
+    expect(step(sent, received({ type: 'ack', id: 1, toSeq: 10 })).state.inflight).toBe(0);
+  });
+
+  it('a batch that arrives before we asked for one closes with a protocol error', () => {
+    const helloed = step(
+      step(initialSession({ self: 'a', cluster: 'c', window: 2 }), {
+        type: 'start',
+        head: 0,
+        context: new Uint8Array([0]),
+        challenge: new Uint8Array(),
+      }).state,
+      received({
+        type: 'hello',
+        protocol: PROTOCOL_VERSION,
+        cluster: 'c',
+        replica: 'b',
+        context: new Uint8Array([0]),
+        challenge: new Uint8Array(),
+      }),
+    ).state;
+    expect(helloed.phase).toBe('open');
+    expectClosedWith(
+      step(helloed, received({ type: 'batch', id: 1, fromSeq: 0, toSeq: 1, changes: [], context: null })),
+      'protocol',
     );
   });
 
@@ -382,11 +414,7 @@ describe('receiving the peer feed', () => {
   it('a batch that arrives after the previous one was applied is applied at once', () => {
     const b1 = batchFrom(1, 0, 2);
     const b2 = batchFrom(2, 2, 4);
-    const { effects } = run(pulledFrom(0), [
-      received(b1),
-      { type: 'batch-applied', id: 1, toSeq: 2 },
-      received(b2),
-    ]);
+    const { effects } = run(pulledFrom(0), [received(b1), { type: 'batch-applied', id: 1, toSeq: 2 }, received(b2)]);
     expect(effects[2]).toEqual([{ type: 'apply', batch: b2 }]);
   });
 
@@ -444,7 +472,9 @@ describe('receiving the peer feed', () => {
 describe('closing and keep-alive', () => {
   it('an error message from the peer closes without sending an error back', () => {
     const r = step(opened(), received({ type: 'error', code: 'unauthorized', message: 'who are you' }));
-    expect(r.effects).toEqual([{ type: 'close', code: 'unauthorized', message: expect.stringContaining('who are you') }]);
+    expect(r.effects).toEqual([
+      { type: 'close', code: 'unauthorized', message: expect.stringContaining('who are you') },
+    ]);
     expect(r.state.phase).toBe('closed');
     expect(r.state.closeReason?.code).toBe('unauthorized');
   });

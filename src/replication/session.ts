@@ -33,6 +33,8 @@ export interface SessionState {
   readonly checkpoint: number;
   /** The fromSeq the next batch must carry. */
   readonly expectFrom: number;
+  /** True once we sent pull: a batch before that was not asked for. */
+  readonly pulled: boolean;
   readonly applying: boolean;
   readonly inbox: readonly BatchMessage[];
   // Sending side: what the peer pulls from us.
@@ -41,6 +43,8 @@ export interface SessionState {
   readonly head: number;
   readonly reading: boolean;
   readonly inflight: number;
+  /** Batches sent and not yet acked, oldest first: acks must come back in this order. */
+  readonly unacked: readonly { readonly id: number; readonly toSeq: number }[];
   readonly nextBatchId: number;
   readonly sentBatches: number;
   readonly receivedBatches: number;
@@ -74,6 +78,7 @@ export function initialSession(config: SessionConfig): SessionState {
     closeReason: null,
     checkpoint: 0,
     expectFrom: 0,
+    pulled: false,
     applying: false,
     inbox: [],
     pulling: false,
@@ -81,6 +86,7 @@ export function initialSession(config: SessionConfig): SessionState {
     head: 0,
     reading: false,
     inflight: 0,
+    unacked: [],
     nextBatchId: 1,
     sentBatches: 0,
     receivedBatches: 0,
@@ -134,7 +140,7 @@ export function step(s: SessionState, ev: SessionEvent): Step {
     case 'checkpoint-loaded': {
       if (s.phase !== 'open' || s.peer === null) return fail(s, 'internal', 'checkpoint before hello', false);
       effects.push({ type: 'send', message: { type: 'pull', since: ev.checkpoint } });
-      return { state: { ...s, checkpoint: ev.checkpoint, expectFrom: ev.checkpoint }, effects };
+      return { state: { ...s, checkpoint: ev.checkpoint, expectFrom: ev.checkpoint, pulled: true }, effects };
     }
     case 'received':
       return receive(s, ev.message);
@@ -159,6 +165,7 @@ export function step(s: SessionState, ev: SessionEvent): Step {
           cursor: b.toSeq,
           head: Math.max(next.head, b.toSeq),
           inflight: next.inflight + 1,
+          unacked: [...next.unacked, { id: s.nextBatchId, toSeq: b.toSeq }],
           nextBatchId: next.nextBatchId + 1,
           sentBatches: next.sentBatches + 1,
         };
@@ -217,6 +224,7 @@ function receive(s: SessionState, m: Message): Step {
     }
     case 'batch': {
       if (s.phase !== 'open') return fail(s, 'protocol', 'batch before hello');
+      if (!s.pulled) return fail(s, 'protocol', 'batch before we asked for one');
       if (m.fromSeq > m.toSeq) return fail(s, 'protocol', 'batch range is reversed');
       if (m.fromSeq !== s.expectFrom) {
         return fail(s, 'protocol', `batch starts at ${m.fromSeq}; expected ${s.expectFrom}`);
@@ -227,7 +235,15 @@ function receive(s: SessionState, m: Message): Step {
     }
     case 'ack': {
       if (s.phase !== 'open' || s.inflight === 0) return fail(s, 'protocol', 'ack without a batch in flight');
-      const next = { ...s, inflight: s.inflight - 1 };
+      const [oldest, ...rest] = s.unacked;
+      if (oldest === undefined || oldest.id !== m.id || oldest.toSeq !== m.toSeq) {
+        return fail(
+          s,
+          'protocol',
+          `ack for batch ${m.id} through ${m.toSeq} does not match the oldest batch in flight`,
+        );
+      }
+      const next = { ...s, inflight: s.inflight - 1, unacked: rest };
       return { state: maybeRead(next, effects), effects };
     }
     case 'error':
