@@ -12,7 +12,7 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /** UTF-8 bytes of `text`. Short ASCII strings (ids, names, most JSON) skip TextEncoder, which is slow for them. */
 export function utf8(text: string): Uint8Array {
   const n = text.length;
-  if (n > 64) return utf8Encoder.encode(text);
+  if (n > 1024) return utf8Encoder.encode(text);
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);

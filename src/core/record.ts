@@ -119,12 +119,16 @@ export function writeRecord(
   policy: Policy = Policy.keep,
 ): RecordState {
   const { basis } = write;
+  const mine: Sibling = { dot: write.dot, hlc: write.hlc, value: write.value };
+  if (state.siblings.length === 0 && state.context.size === 0 && basis.kind === 'context' && basis.context.size === 0) {
+    // A new document: the common case of bulk loads, without the general path's allocations.
+    return { siblings: [mine], context: new Map([[write.dot.replica, write.dot.counter]]) };
+  }
   const kept = state.siblings.filter((s) =>
     basis.kind === 'context'
       ? !vvCovers(basis.context, s.dot)
       : !(s.dot.replica === basis.dot.replica && s.dot.counter === basis.dot.counter),
   );
-  const mine: Sibling = { dot: write.dot, hlc: write.hlc, value: write.value };
   const siblings = [...kept, mine].sort((x, y) => compareDots(x.dot, y.dot));
   let context = vvWith(state.context, write.dot);
   // A whole-document version from another leader may have seen writes this one has not:

@@ -277,7 +277,7 @@ export class Replica {
         const written = writeRecord(state, { dot, hlc: next.hlc, value: p.value, basis }, this.policyOf(p.collection));
         next.context.add(dot);
         this.record(tx, next, p, row, old, written, seq, flags);
-        events.push({ collection: p.collection, id: p.id, seq, origin: 'local' });
+        if (this.listeners.size > 0) events.push({ collection: p.collection, id: p.id, seq, origin: 'local' });
         results.push(writeResult(p.collection, p.id, written.context, next.hlc));
       }
       next.seq = seq;
@@ -718,16 +718,28 @@ export class Replica {
 }
 
 /** A write's result; its version token is rendered on first use, as bulk writers rarely read it. */
+class LazyWriteResult implements WriteResult {
+  private token: string | undefined;
+
+  constructor(
+    readonly collection: string,
+    readonly id: string,
+    private readonly context: RecordState['context'],
+    private readonly hlc: Hlc,
+  ) {}
+
+  get version(): string {
+    this.token ??= contextToken(this.collection, this.id, this.context, this.hlc);
+    return this.token;
+  }
+
+  toJSON(): WriteResult {
+    return { collection: this.collection, id: this.id, version: this.version };
+  }
+}
+
 function writeResult(collection: string, id: string, context: RecordState['context'], hlc: Hlc): WriteResult {
-  let version: string | undefined;
-  return {
-    collection,
-    id,
-    get version(): string {
-      version ??= contextToken(collection, id, context, hlc);
-      return version;
-    },
-  };
+  return new LazyWriteResult(collection, id, context, hlc);
 }
 
 function winnerIsDeleted(state: RecordState): boolean {

@@ -103,6 +103,26 @@ export function describeStorageContract(name: string, open: OpenStorage, reopen?
       expect(row?.state).toEqual(bytes(2, 2));
     });
 
+    it('reads and writes hundreds of documents in one transaction, seeing its own writes', async () => {
+      const s = await fresh();
+      const keys = Array.from({ length: 300 }, (_, i) => ({ collection: i % 2 === 0 ? 'c' : 'd', id: `k${i}` }));
+      const inTx = await s.write(async (tx) => {
+        keys.forEach((k, i) => {
+          if (i % 3 !== 0) tx.putDoc(doc(k.collection, k.id, i + 1));
+        });
+        const rows = await tx.getDocs(keys);
+        tx.putDoc(doc('c', 'k0', 1000));
+        return rows;
+      });
+      const expected = keys.map((k, i) => (i % 3 === 0 ? undefined : `${k.collection}/${k.id}@${i + 1}`));
+      expect(labels(inTx)).toEqual(expected);
+      const after = await s.read((tx) => tx.getDocs([...keys].reverse()));
+      expected[0] = 'c/k0@1000';
+      expect(labels(after)).toEqual([...expected].reverse());
+      const feed = await s.read((tx) => tx.feed(0, 1000));
+      expect(feed).toHaveLength(201);
+    });
+
     it('getDocs answers in the order of the keys asked, with undefined for missing keys', async () => {
       const s = await fresh();
       await s.write((tx) => {

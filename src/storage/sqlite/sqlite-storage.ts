@@ -54,6 +54,9 @@ interface DocRecord {
   state: Buffer;
 }
 
+/** Rows per bulk statement. */
+const CHUNK = 64;
+
 function prepareAll(db: Database.Database) {
   return {
     begin: db.prepare('BEGIN IMMEDIATE'),
@@ -70,6 +73,16 @@ function prepareAll(db: Database.Database) {
       `INSERT INTO docs (collection, id, seq, state) VALUES (?, ?, ?, ?)
        ON CONFLICT(collection, id) DO UPDATE SET seq = excluded.seq, state = excluded.state`,
     ),
+    // Bulk forms: one statement per CHUNK rows costs less than CHUNK statements.
+    putDocs: db.prepare<unknown[]>(
+      `INSERT INTO docs (collection, id, seq, state) VALUES ${Array(CHUNK).fill('(?, ?, ?, ?)').join(', ')}
+       ON CONFLICT(collection, id) DO UPDATE SET seq = excluded.seq, state = excluded.state`,
+    ),
+    getDocsChunk: db
+      .prepare<unknown[], [string, string, number, Buffer]>(
+        `SELECT collection, id, seq, state FROM docs WHERE (collection, id) IN (VALUES ${Array(CHUNK).fill('(?, ?)').join(', ')})`,
+      )
+      .raw(),
     // docs_by_seq carries the primary key, so these walk the index with no sort step.
     feed: db.prepare<[number, number], DocRecord>(
       'SELECT collection, id, seq, state FROM docs WHERE seq > ? ORDER BY seq, collection, id LIMIT ?',
@@ -114,6 +127,8 @@ function checkLimit(limit: number): void {
 /** One transaction's view of the connection; SQLite itself holds the uncommitted changes. */
 class SqliteTx implements WriteTx {
   private live = true;
+  /** putDoc arguments not yet written, four per row. */
+  private readonly pending: unknown[] = [];
 
   constructor(
     private readonly s: Statements,
@@ -138,20 +153,45 @@ class SqliteTx implements WriteTx {
 
   async getDocs(keys: readonly DocKey[]): Promise<(DocRow | undefined)[]> {
     this.check(false);
-    return keys.map(({ collection, id }) => {
+    this.flush();
+    const out: (DocRow | undefined)[] = new Array<DocRow | undefined>(keys.length);
+    let i = 0;
+    if (keys.length >= CHUNK) {
+      // Bulk lookups, CHUNK keys per statement; results come back in any order.
+      const at = new Map<string, number>();
+      const args: unknown[] = [];
+      for (; i + CHUNK <= keys.length; i += CHUNK) {
+        at.clear();
+        args.length = 0;
+        for (let j = i; j < i + CHUNK; j++) {
+          const k = keys[j] as DocKey;
+          at.set(`${k.collection.length}:${k.collection}${k.id}`, j);
+          args.push(k.collection, k.id);
+        }
+        for (const [collection, id, seq, state] of this.s.getDocsChunk.all(...args)) {
+          const j = at.get(`${collection.length}:${collection}${id}`);
+          if (j !== undefined) out[j] = { collection, id, seq, state: bytes(state) };
+        }
+      }
+    }
+    for (; i < keys.length; i++) {
+      const { collection, id } = keys[i] as DocKey;
       const r = this.s.getDoc.get(collection, id);
-      return r === undefined ? undefined : { collection, id, seq: r.seq, state: bytes(r.state) };
-    });
+      out[i] = r === undefined ? undefined : { collection, id, seq: r.seq, state: bytes(r.state) };
+    }
+    return out;
   }
 
   async feed(afterSeq: number, limit: number): Promise<DocRow[]> {
     this.check(false);
+    this.flush();
     checkLimit(limit);
     return this.s.feed.all(afterSeq, limit).map(toRow);
   }
 
   async feedRange(afterSeq: number, throughSeq: number): Promise<DocRow[]> {
     this.check(false);
+    this.flush();
     return this.s.feedRange.all(afterSeq, throughSeq).map(toRow);
   }
 
@@ -162,6 +202,7 @@ class SqliteTx implements WriteTx {
 
   async listDocs(collection: string, afterId: string | undefined, limit: number): Promise<DocRow[]> {
     this.check(false);
+    this.flush();
     checkLimit(limit);
     // Ids compare by UTF-8 bytes (code points) here, which differs from JS `<` only between
     // astral characters and U+E000..U+FFFF; paging with afterId stays consistent either way.
@@ -190,7 +231,20 @@ class SqliteTx implements WriteTx {
   putDoc(row: DocRow): void {
     this.check(true);
     assert(Number.isSafeInteger(row.seq), `document seq must be an integer, got ${row.seq}`);
-    this.s.putDoc.run(row.collection, row.id, row.seq, row.state);
+    this.pending.push(row.collection, row.id, row.seq, row.state);
+    if (this.pending.length === CHUNK * 4) {
+      this.s.putDocs.run(...this.pending);
+      this.pending.length = 0;
+    }
+  }
+
+  /** Writes buffered rows; runs before every read and before commit, so reads see them. */
+  flush(): void {
+    const p = this.pending;
+    for (let i = 0; i < p.length; i += 4) {
+      this.s.putDoc.run(p[i] as string, p[i + 1] as string, p[i + 2] as number, p[i + 3] as Uint8Array);
+    }
+    p.length = 0;
   }
 
   putLink(seq: number, until: number): void {
@@ -306,6 +360,7 @@ export class SqliteStorage implements Storage {
       this.s.begin.run();
       try {
         const result = await fn(tx);
+        tx.flush();
         tx.finish();
         this.s.commit.run();
         return result;
