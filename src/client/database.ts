@@ -67,11 +67,12 @@ export class Collection {
   /**
    * Writes a JSON value. Without `version` it replaces whatever this replica holds; with the
    * `version` from a `get`, it fails with a ConflictError (code `conflict`) when the document
-   * changed since, so no update is lost.
+   * changed since, so no update is lost. With `ifAbsent`, it fails with code
+   * `precondition_failed` when the document exists (create-only).
    * @example
    * const { version } = await db.collection('todos').put('t1', { title: 'milk', done: false });
    */
-  put(id: string, value: JsonValue, options: { version?: string } = {}): Promise<WriteResult> {
+  put(id: string, value: JsonValue, options: { version?: string; ifAbsent?: boolean } = {}): Promise<WriteResult> {
     return this.replica.put(this.name, id, value, options);
   }
 

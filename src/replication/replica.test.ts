@@ -380,3 +380,14 @@ describe('last-writer-wins with versions read elsewhere (regression)', () => {
     expect(new Set([x, t, y].map((r) => r.status().digest)).size).toBe(1);
   });
 });
+
+describe('create-only writes', () => {
+  it('creates an absent or deleted document and refuses an existing one', async () => {
+    const r = await open('a');
+    await r.put('c', 'k', 1, { ifAbsent: true });
+    await expectCode(r.put('c', 'k', 2, { ifAbsent: true }), 'precondition_failed');
+    await r.delete('c', 'k');
+    await r.put('c', 'k', 3, { ifAbsent: true });
+    expect((await r.get('c', 'k'))?.value).toBe(3);
+  });
+});

@@ -94,7 +94,7 @@ export interface WriteResult {
 }
 
 export type WriteOp =
-  | { type: 'put'; collection: string; id: string; value: unknown; version?: string }
+  | { type: 'put'; collection: string; id: string; value: unknown; version?: string; ifAbsent?: boolean }
   | { type: 'delete'; collection: string; id: string; version?: string };
 
 export interface ChangeEvent {
@@ -143,6 +143,7 @@ interface PreparedWrite {
   id: string;
   value: Uint8Array | null;
   basis: WriteBasis | undefined;
+  ifAbsent: boolean;
 }
 
 interface IncomingDoc {
@@ -220,9 +221,15 @@ export class Replica {
 
   // ---------------------------------------------------------------- local writes
 
-  async put(collection: string, id: string, value: unknown, options: { version?: string } = {}): Promise<WriteResult> {
+  async put(
+    collection: string,
+    id: string,
+    value: unknown,
+    options: { version?: string; ifAbsent?: boolean } = {},
+  ): Promise<WriteResult> {
     const op: WriteOp = { type: 'put', collection, id, value };
     if (options.version !== undefined) op.version = options.version;
+    if (options.ifAbsent === true) op.ifAbsent = true;
     return (await this.write([op]))[0] as WriteResult;
   }
 
@@ -298,12 +305,19 @@ export class Replica {
     const id = checkDocId(op.id);
     const value = op.type === 'put' ? encodeJsonValue(op.value, this.limits) : null;
     const basis = op.version === undefined ? undefined : parseToken(collection, id, op.version);
-    return { collection, id, value, basis };
+    const ifAbsent = op.type === 'put' && op.ifAbsent === true;
+    if (ifAbsent && basis !== undefined) {
+      throw new DbError(ErrorCode.invalidInput, 'a create-only write cannot also carry a version');
+    }
+    return { collection, id, value, basis, ifAbsent };
   }
 
   /** The write's basis, refusing (409) a version that does not cover the current siblings. */
   private checkBasis(p: PreparedWrite, state: RecordState, next: ReplicaMeta): WriteBasis {
     const { basis } = p;
+    if (p.ifAbsent && !winnerIsDeleted(state)) {
+      throw new DbError(ErrorCode.preconditionFailed, `${p.collection}/${p.id} already exists`);
+    }
     if (basis === undefined) {
       if (p.value === null && winnerIsDeleted(state)) {
         throw new DbError(ErrorCode.notFound, `${p.collection}/${p.id} does not exist`);

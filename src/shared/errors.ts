@@ -25,8 +25,14 @@ export const ErrorCode = {
   closed: 'closed',
   /** Not found. */
   notFound: 'not_found',
-  /** Authentication failed. */
+  /** Credentials are missing or wrong. */
   unauthorized: 'unauthorized',
+  /** Credentials do not allow this. */
+  forbidden: 'forbidden',
+  /** A create-only write found the document already there. */
+  preconditionFailed: 'precondition_failed',
+  /** The replica is shutting down or not ready. */
+  unavailable: 'unavailable',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
