@@ -12,6 +12,8 @@ import type { Replica } from './replica.js';
 import { decodeContext, encodeContext } from './replica.js';
 import { initialSession, step } from './session.js';
 import type { Effect, SessionEvent, SessionState } from './session.js';
+import type { PeerAuth } from './peer-auth.js';
+import type { TimerHandle } from '../env/env.js';
 
 export interface SessionOptions {
   cluster?: string;
@@ -19,13 +21,29 @@ export interface SessionOptions {
   window?: number;
   /** Documents per batch, roughly (default 500): a batch never splits an atomic change. */
   batchDocs?: number;
+  /** Proof of the cluster secret, both ways; without it, any peer is accepted. */
+  auth?: PeerAuth;
+  /**
+   * A ping goes out every `heartbeatMs` (default 2,000); a session that hears nothing for
+   * `deadAfterMs` (default 6,000) is closed with code `timeout`. A cut TCP link does not
+   * error, it stalls: this is how a dead peer is noticed.
+   */
+  heartbeatMs?: number;
+  deadAfterMs?: number;
   env: Env;
 }
 
 export interface SessionInfo {
   peer: string | null;
   phase: SessionState['phase'];
+  /** The peer's feed seq we have applied through. */
   checkpoint: number;
+  /** Our feed seq the peer has acknowledged. */
+  acked: number;
+  /** Our changes the peer has not acknowledged yet, and how long the oldest has waited. */
+  lag: { changes: number; ms: number };
+  /** True once the peer pulled and everything we hold was acked at least once. */
+  caughtUp: boolean;
   sentBatches: number;
   receivedBatches: number;
   closeReason: CloseInfo | null;
@@ -38,7 +56,10 @@ export class SessionDriver {
   private changePending = false;
   private readonly batchDocs: number;
   private readonly closeListeners: ((info: CloseInfo) => void)[] = [];
-  private readonly idleListeners: (() => void)[] = [];
+  private heartbeat: TimerHandle | undefined;
+  private lastHeardMs = 0;
+  private behindSinceMs: number | undefined;
+  private wasCaughtUp = false;
   /** Documents received in batches and found new here: a measure of what replication re-sent. */
   docsReceived = 0;
   docsRecorded = 0;
@@ -52,6 +73,7 @@ export class SessionDriver {
       self: replica.id,
       cluster: options.cluster ?? 'default',
       window: options.window ?? 4,
+      ...(options.auth === undefined ? {} : { auth: options.auth }),
     });
     this.batchDocs = options.batchDocs ?? 500;
   }
@@ -60,6 +82,8 @@ export class SessionDriver {
     this.conn.onFrame((frame) => this.onFrame(frame));
     this.conn.onClose((info) => this.onClosed(info));
     this.unsubscribe = this.replica.subscribe(() => this.onLocalChange());
+    this.lastHeardMs = this.options.env.clock.nowMs();
+    this.scheduleHeartbeat();
     this.dispatch({
       type: 'start',
       head: this.replica.seq,
@@ -70,10 +94,17 @@ export class SessionDriver {
 
   info(): SessionInfo {
     const s = this.state;
+    const behind = Math.max(0, this.replica.seq - s.acked);
     return {
       peer: s.peer,
       phase: s.phase,
       checkpoint: s.checkpoint,
+      acked: s.acked,
+      lag: {
+        changes: s.pulling ? behind : 0,
+        ms: this.behindSinceMs === undefined ? 0 : Math.max(0, this.options.env.clock.nowMs() - this.behindSinceMs),
+      },
+      caughtUp: this.wasCaughtUp,
       sentBatches: s.sentBatches,
       receivedBatches: s.receivedBatches,
       closeReason: s.closeReason,
@@ -96,7 +127,35 @@ export class SessionDriver {
     this.dispatch({ type: 'failed', code, message });
   }
 
+  private scheduleHeartbeat(): void {
+    const every = this.options.heartbeatMs ?? 2000;
+    const deadAfter = this.options.deadAfterMs ?? 6000;
+    this.heartbeat = this.options.env.timers.setTimeout(() => {
+      if (this.state.phase === 'closed') return;
+      const silent = this.options.env.clock.nowMs() - this.lastHeardMs;
+      if (silent > deadAfter) {
+        this.dispatch({ type: 'failed', code: 'timeout', message: `heard nothing from the peer for ${silent} ms` });
+        return;
+      }
+      this.conn.send(encodeMessage({ type: 'ping', nonce: this.state.nextBatchId }));
+      this.scheduleHeartbeat();
+    }, every);
+  }
+
+  /** Tracks how long our oldest unacknowledged change has waited, for status and metrics. */
+  private trackLag(): void {
+    const s = this.state;
+    if (!s.pulling) return;
+    if (this.replica.seq > s.acked) {
+      this.behindSinceMs ??= this.options.env.clock.nowMs();
+    } else {
+      this.behindSinceMs = undefined;
+      this.wasCaughtUp = true;
+    }
+  }
+
   private onFrame(frame: Uint8Array): void {
+    this.lastHeardMs = this.options.env.clock.nowMs();
     let message;
     try {
       message = decodeMessage(frame);
@@ -108,6 +167,7 @@ export class SessionDriver {
   }
 
   private onClosed(info: CloseInfo): void {
+    this.heartbeat?.cancel();
     this.dispatch({ type: 'disconnected' });
     this.unsubscribe?.();
     for (const l of this.closeListeners.splice(0)) l(this.state.closeReason ?? info);
@@ -127,7 +187,7 @@ export class SessionDriver {
     const { state, effects } = step(this.state, ev);
     this.state = state;
     for (const e of effects) this.run(e);
-    if (this.idle) for (const l of this.idleListeners) l();
+    this.trackLag();
   }
 
   private fail(e: unknown): void {
@@ -177,6 +237,7 @@ export class SessionDriver {
       }
       case 'close':
         this.unsubscribe?.();
+        this.heartbeat?.cancel();
         this.conn.close(e.code, e.message);
         return;
     }

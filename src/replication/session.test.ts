@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../protocol/index.js';
 import type { Message, MessageOf } from '../protocol/index.js';
 import { initialSession, step } from './session.js';
+import { secretAuth } from './peer-auth.js';
 import type { BatchMessage, Effect, SessionConfig, SessionEvent, SessionState } from './session.js';
 
 const SELF = 'eu';
@@ -66,9 +67,11 @@ function opened(options: { window?: number; head?: number } = {}): SessionState 
   const { state, effects } = run(initialSession(config(options.window)), [
     { type: 'start', head: options.head ?? 0, context: OUR_CONTEXT, challenge: CHALLENGE },
     received(helloFrom()),
+    received({ type: 'auth', proof: new Uint8Array(0) }),
   ]);
   expect(state.phase).toBe('open');
-  expect(effects[1]).toEqual([{ type: 'peer-known', peer: PEER, context: PEER_CONTEXT }]);
+  expect(effects[1]).toEqual([{ type: 'send', message: { type: 'auth', proof: new Uint8Array(0) } }]);
+  expect(effects[2]).toEqual([{ type: 'peer-known', peer: PEER, context: PEER_CONTEXT }]);
   return state;
 }
 
@@ -298,23 +301,7 @@ describe('sending our feed', () => {
   });
 
   it('a batch that arrives before we asked for one closes with a protocol error', () => {
-    const helloed = step(
-      step(initialSession({ self: 'a', cluster: 'c', window: 2 }), {
-        type: 'start',
-        head: 0,
-        context: new Uint8Array([0]),
-        challenge: new Uint8Array(),
-      }).state,
-      received({
-        type: 'hello',
-        protocol: PROTOCOL_VERSION,
-        cluster: 'c',
-        replica: 'b',
-        context: new Uint8Array([0]),
-        challenge: new Uint8Array(),
-      }),
-    ).state;
-    expect(helloed.phase).toBe('open');
+    const helloed = opened();
     expectClosedWith(
       step(helloed, received({ type: 'batch', id: 1, fromSeq: 0, toSeq: 1, changes: [], context: null })),
       'protocol',
@@ -534,5 +521,42 @@ describe('closing and keep-alive', () => {
 
   it('an auth message on a session without authentication closes with a protocol error', () => {
     expectClosedWith(step(opened(), received({ type: 'auth', proof: Uint8Array.of(1) })), 'protocol');
+  });
+});
+
+describe('authentication with a cluster secret', () => {
+  const withSecret = (secret: string, self = SELF): SessionState =>
+    run(initialSession({ self, cluster: CLUSTER, window: 2, auth: secretAuth(secret, CLUSTER) }), [
+      { type: 'start', head: 0, context: OUR_CONTEXT, challenge: new Uint8Array(16).fill(7) },
+    ]).state;
+  const peerChallenge = new Uint8Array(16).fill(3);
+
+  it('answers the peer challenge with a proof and opens once the peer proves the same secret', () => {
+    const s = withSecret('s3cret');
+    const r = step(s, received(helloFrom({ challenge: peerChallenge })));
+    const [auth] = sends(r.effects);
+    expect(auth?.type).toBe('auth');
+    expect(secretAuth('s3cret', CLUSTER).verify(peerChallenge, SELF, (auth as MessageOf<'auth'>).proof)).toBe(true);
+    const peerProof = secretAuth('s3cret', CLUSTER).prove(new Uint8Array(16).fill(7), PEER);
+    const opened = step(r.state, received({ type: 'auth', proof: peerProof }));
+    expect(opened.state.phase).toBe('open');
+    expect(opened.effects).toEqual([{ type: 'peer-known', peer: PEER, context: PEER_CONTEXT }]);
+  });
+
+  it('refuses a peer with the wrong secret, or none, with code unauthorized', () => {
+    for (const proof of [secretAuth('wrong', CLUSTER).prove(new Uint8Array(16).fill(7), PEER), new Uint8Array(0)]) {
+      const s = step(withSecret('s3cret'), received(helloFrom({ challenge: peerChallenge }))).state;
+      expectClosedWith(step(s, received({ type: 'auth', proof })), 'unauthorized');
+    }
+  });
+
+  it('refuses a proof made for another replica id (no replay under another name)', () => {
+    const s = step(withSecret('s3cret'), received(helloFrom({ challenge: peerChallenge }))).state;
+    const proofForOther = secretAuth('s3cret', CLUSTER).prove(new Uint8Array(16).fill(7), 'ap');
+    expectClosedWith(step(s, received({ type: 'auth', proof: proofForOther })), 'unauthorized');
+  });
+
+  it('an auth before hello closes with a protocol error', () => {
+    expectClosedWith(step(withSecret('x'), received({ type: 'auth', proof: new Uint8Array(0) })), 'protocol');
   });
 });

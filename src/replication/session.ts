@@ -13,6 +13,7 @@
  */
 import { PROTOCOL_VERSION } from '../protocol/index.js';
 import type { Message } from '../protocol/index.js';
+import type { PeerAuth } from './peer-auth.js';
 
 export type BatchMessage = Extract<Message, { type: 'batch' }>;
 
@@ -21,12 +22,18 @@ export interface SessionConfig {
   cluster: string;
   /** Unacked batches the sender may have in flight. */
   window: number;
+  /** With a cluster secret: the peer must prove it knows it before anything else. */
+  auth?: PeerAuth;
 }
 
 export interface SessionState {
   readonly config: SessionConfig;
-  readonly phase: 'new' | 'hello-sent' | 'open' | 'closed';
+  readonly phase: 'new' | 'hello-sent' | 'authenticating' | 'open' | 'closed';
   readonly peer: string | null;
+  /** The challenge we sent; the peer's auth must answer it. */
+  readonly challenge: Uint8Array;
+  /** The peer's causal context from its hello, held until it has authenticated. */
+  readonly peerContext: Uint8Array | null;
   readonly closeReason: { code: string; message: string } | null;
   // Receiving side: what we pull from the peer.
   /** The peer feed seq we have durably applied through. */
@@ -46,6 +53,8 @@ export interface SessionState {
   /** Batches sent and not yet acked, oldest first: acks must come back in this order. */
   readonly unacked: readonly { readonly id: number; readonly toSeq: number }[];
   readonly nextBatchId: number;
+  /** Our feed seq through which the peer has acked: what it holds of ours, as far as we know. */
+  readonly acked: number;
   readonly sentBatches: number;
   readonly receivedBatches: number;
 }
@@ -75,6 +84,8 @@ export function initialSession(config: SessionConfig): SessionState {
     config,
     phase: 'new',
     peer: null,
+    challenge: new Uint8Array(0),
+    peerContext: null,
     closeReason: null,
     checkpoint: 0,
     expectFrom: 0,
@@ -88,6 +99,7 @@ export function initialSession(config: SessionConfig): SessionState {
     inflight: 0,
     unacked: [],
     nextBatchId: 1,
+    acked: 0,
     sentBatches: 0,
     receivedBatches: 0,
   };
@@ -135,7 +147,7 @@ export function step(s: SessionState, ev: SessionEvent): Step {
           challenge: ev.challenge,
         },
       });
-      return { state: { ...s, phase: 'hello-sent', head: ev.head }, effects };
+      return { state: { ...s, phase: 'hello-sent', head: ev.head, challenge: ev.challenge }, effects };
     }
     case 'checkpoint-loaded': {
       if (s.phase !== 'open' || s.peer === null) return fail(s, 'internal', 'checkpoint before hello', false);
@@ -212,14 +224,24 @@ function receive(s: SessionState, m: Message): Step {
         return fail(s, 'wrong_cluster', `peer is in cluster ${m.cluster}; this replica is in ${s.config.cluster}`);
       }
       if (m.replica === s.config.self) return fail(s, 'same_replica', `peer has our own replica id ${m.replica}`);
+      // Both sides always answer the other's challenge; a side without a secret sends an empty proof.
+      const proof = s.config.auth?.prove(m.challenge, s.config.self) ?? new Uint8Array(0);
+      effects.push({ type: 'send', message: { type: 'auth', proof } });
+      return { state: { ...s, phase: 'authenticating', peer: m.replica, peerContext: m.context }, effects };
+    }
+    case 'auth': {
+      if (s.phase !== 'authenticating' || s.peer === null) return fail(s, 'protocol', 'unexpected auth');
+      if (s.config.auth !== undefined && !s.config.auth.verify(s.challenge, s.peer, m.proof)) {
+        return fail(s, 'unauthorized', `peer ${s.peer} did not prove it knows the cluster secret`);
+      }
       // The driver loads our checkpoint for this peer and answers with checkpoint-loaded.
-      effects.push({ type: 'peer-known', peer: m.replica, context: m.context });
-      return { state: { ...s, phase: 'open', peer: m.replica }, effects };
+      effects.push({ type: 'peer-known', peer: s.peer, context: s.peerContext ?? new Uint8Array([0]) });
+      return { state: { ...s, phase: 'open', peerContext: null }, effects };
     }
     case 'pull': {
       if (s.phase !== 'open') return fail(s, 'protocol', 'pull before hello');
       if (s.pulling) return fail(s, 'protocol', 'pulled twice');
-      const next = { ...s, pulling: true, cursor: m.since };
+      const next = { ...s, pulling: true, cursor: m.since, acked: m.since };
       return { state: maybeRead(next, effects), effects };
     }
     case 'batch': {
@@ -243,7 +265,7 @@ function receive(s: SessionState, m: Message): Step {
           `ack for batch ${m.id} through ${m.toSeq} does not match the oldest batch in flight`,
         );
       }
-      const next = { ...s, inflight: s.inflight - 1, unacked: rest };
+      const next = { ...s, inflight: s.inflight - 1, unacked: rest, acked: oldest.toSeq };
       return { state: maybeRead(next, effects), effects };
     }
     case 'error':
@@ -253,7 +275,5 @@ function receive(s: SessionState, m: Message): Step {
       return { state: s, effects };
     case 'pong':
       return { state: s, effects };
-    case 'auth':
-      return fail(s, 'protocol', 'authentication is not configured on this session');
   }
 }
