@@ -1,21 +1,83 @@
 /**
- * The in-process demo: three leaders (eu, us, ap) take concurrent writes while apart, then
- * sync in a ring over in-memory sessions, and show the conflicts they kept and their equal
- * digests. The networked demo (servers, browsers) replaces this once the server exists.
+ * `polyarch demo`: three leaders, eu, us and ap, replicating all-to-all on loopback, each
+ * with its own SQLite store in a temporary folder (or --dir). It seeds a few documents,
+ * prints each leader's URL and commands to try, and runs until interrupted, then cleans up.
+ * `--in-process` runs the scripted scenario of concurrent writes in one process instead.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
 import { openReplica, memoryConnectionPair } from '../index.js';
 import type { Database } from '../index.js';
+import { resolveConfig } from '../server/config.js';
+import { startServer } from '../server/serve.js';
+import type { RunningServer } from '../server/serve.js';
+import { closeOnSignals } from './serve-command.js';
 
 type Print = (line: string) => void;
 
-async function waitUntil(check: () => boolean, timeoutMs: number): Promise<void> {
+async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('the demo replicas did not converge in time');
-    await new Promise((r) => setTimeout(r, 10));
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('the demo leaders did not converge in time');
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
+/** Starts eu, us and ap on `basePort`..+2 (0: free ports), linked all-to-all. */
+export async function startDemoCluster(options: {
+  dir: string;
+  basePort: number;
+  logLevel?: 'silent' | 'warn';
+}): Promise<RunningServer[]> {
+  const names = ['eu', 'us', 'ap'] as const;
+  const servers: RunningServer[] = [];
+  for (const [i, id] of names.entries()) {
+    // Each pair is linked once: a leader dials the ones started before it.
+    const config = resolveConfig({
+      id,
+      port: options.basePort === 0 ? 0 : options.basePort + i,
+      data: path.join(options.dir, id),
+      peers: servers.map((s) => s.url),
+      logLevel: options.logLevel ?? 'warn',
+      cluster: 'demo',
+    });
+    servers.push(await startServer(config));
+  }
+  return servers;
+}
+
+export async function runServerDemo(
+  options: { dir?: string; port: number },
+  print: Print = console.log,
+): Promise<RunningServer[]> {
+  const temp = options.dir === undefined;
+  const dir = options.dir ?? mkdtempSync(path.join(os.tmpdir(), 'polyarch-demo-'));
+  const servers = await startDemoCluster({ dir, basePort: options.port });
+  const [eu, us, ap] = servers as [RunningServer, RunningServer, RunningServer];
+  await eu.db.collection('events').put('standup', { title: 'Standup', at: '09:30' });
+  await us.db.collection('events').put('retro', { title: 'Retro', at: '16:00' });
+  await ap.db.collection('events').put('lunch', { title: 'Team lunch', at: '12:30' });
+  await waitUntil(() => new Set(servers.map((s) => s.db.status().digest)).size === 1, 10_000);
+
+  print('Three leaders, replicating all-to-all (stores in ' + dir + '):');
+  for (const s of servers) print(`  ${s.db.id}  ${s.url}`);
+  print('\nTry:');
+  print(`  npx polyarch get events standup --url ${us.url}`);
+  print(`  npx polyarch put events standup '{"at":"10:00"}' --url ${eu.url}`);
+  print(`  npx polyarch status --url ${ap.url}`);
+  print(`  npx polyarch watch --url ${ap.url}`);
+  print(`  curl ${eu.url}/db/events`);
+  print('\n(from a source checkout, use `npm run polyarch --` instead of `npx polyarch`)');
+  print('Ctrl-C stops the leaders' + (temp ? ' and removes their stores.' : '.'));
+  closeOnSignals(servers, () => {
+    if (temp) rmSync(dir, { recursive: true, force: true });
+  });
+  return servers;
+}
+
+/** The scripted scenario: concurrent writes while apart, a ring sync, conflicts, equal digests. */
 export async function runDemo(print: Print = console.log): Promise<{ digests: string[]; conflicts: number }> {
   const names = ['eu', 'us', 'ap'] as const;
   const dbs: Database[] = await Promise.all(names.map((id) => openReplica({ id, storage: 'memory' })));
@@ -71,11 +133,24 @@ export async function runDemo(print: Print = console.log): Promise<{ digests: st
   }
   const digests = dbs.map((d) => d.status().digest);
   print(new Set(digests).size === 1 ? '\nAll three digests are equal: the leaders converged.' : '\nDigests differ!');
-  for (const [s, t] of sessions) {
-    s.close();
-    t.close();
-  }
   const conflicts = eu.status().conflicts;
   await Promise.all(dbs.map((d) => d.close()));
   return { digests, conflicts };
+}
+
+export function addDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('three leaders (eu, us, ap) replicating all-to-all on loopback, until interrupted')
+    .option('--dir <dir>', 'keep the stores in this directory (default: a temporary one, removed at exit)')
+    .option('--port <n>', 'first of three consecutive ports (0 picks free ones)', '7001')
+    .option('--in-process', 'run the scripted in-process scenario of concurrent writes instead, then exit')
+    .action(async (o: { dir?: string; port: string; inProcess?: boolean }) => {
+      if (o.inProcess === true) {
+        const { digests } = await runDemo();
+        if (new Set(digests).size !== 1) process.exitCode = 1;
+        return;
+      }
+      await runServerDemo({ ...(o.dir === undefined ? {} : { dir: o.dir }), port: Number(o.port) });
+    });
 }

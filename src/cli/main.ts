@@ -5,7 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { runDemo } from './demo.js';
+import { addClientCommands } from './client-commands.js';
+import { addDemoCommand } from './demo.js';
+import { CliError } from './http-client.js';
+import { addServeCommand } from './serve-command.js';
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -20,16 +23,10 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-v, --version', 'print the version')
     .showHelpAfterError('(run polyarch --help for usage)')
     .exitOverride();
-
-  program
-    .command('demo')
-    .description(
-      'three leaders (eu, us, ap) take concurrent writes, sync in a ring, and show their conflicts and equal digests',
-    )
-    .action(async () => {
-      const { digests } = await runDemo();
-      if (new Set(digests).size !== 1) process.exitCode = 1;
-    });
+  addServeCommand(program);
+  addDemoCommand(program);
+  addClientCommands(program);
+  for (const c of program.commands) c.exitOverride();
   return program;
 }
 
@@ -43,7 +40,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     console.error(`polyarch: ${e instanceof Error ? e.message : String(e)}`);
-    process.exitCode = 1;
+    process.exitCode = e instanceof CliError ? e.exitCode : 1;
   }
 }
 

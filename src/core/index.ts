@@ -8,3 +8,4 @@ export * from './version-token.js';
 export * from './names.js';
 export * from './json-value.js';
 export * from './hash.js';
+export * from './json-check.js';

@@ -14,7 +14,8 @@
  * Deletes are tombstone siblings, so a delete concurrent with an update is a conflict too.
  * Values stay as the UTF-8 JSON bytes the writer produced: join and encode never parse them.
  */
-import { Decoder, Encoder, compareBytes, fromUtf8 } from './codec.js';
+import { Decoder, Encoder, compareBytes } from './codec.js';
+import { isJsonText } from './json-check.js';
 import type { Dot } from './dot.js';
 import { compareDots } from './dot.js';
 import type { Hlc } from './hlc.js';
@@ -209,11 +210,7 @@ export function decodeRecordFrom(dec: Decoder, options: { checkJson?: boolean } 
 }
 
 function checkJsonText(value: Uint8Array): void {
-  try {
-    JSON.parse(fromUtf8(value));
-  } catch (cause) {
-    throw new DbError(ErrorCode.corrupt, 'sibling value is not JSON', { cause });
-  }
+  if (!isJsonText(value)) throw new DbError(ErrorCode.corrupt, 'sibling value is not JSON text in UTF-8');
 }
 
 /** True when both states are the same, by canonical bytes. */

@@ -24,6 +24,7 @@ import {
   compareDots,
   contextToken,
   decodeRecord,
+  encodeRecord,
   dotToken,
   encodeJsonValue,
   fromUtf8,
@@ -45,7 +46,7 @@ import type { Change, DocChange } from '../protocol/index.js';
 import type { DocKey, DocRow, Storage, WriteTx } from '../storage/index.js';
 import { ConflictError, DbError, ErrorCode } from '../shared/errors.js';
 import { META_KEY, ReplicaMeta } from './replica-meta.js';
-import { FLAG_IN_GROUP, unwrapStored, wrapStored } from './stored-doc.js';
+import { FLAG_IN_GROUP, unwrapStored, wrapEncoded, wrapStored } from './stored-doc.js';
 
 /** A pure function of the live siblings' values, in canonical (dot) order. */
 export type MergeFunction = (values: JsonValue[]) => JsonValue;
@@ -357,8 +358,10 @@ export class Replica {
     state: RecordState,
     seq: number,
     flags: number,
+    encoded?: Uint8Array,
   ): void {
-    const { row: bytes, bytes: stateBytes } = wrapStored(flags, state);
+    const { row: bytes, bytes: stateBytes } =
+      encoded === undefined ? wrapStored(flags, state) : wrapEncoded(flags, encoded);
     if (row !== undefined && old !== undefined) {
       // A row leaving an atomic group: the group's old seq must now ship with this one.
       if ((old.flags & FLAG_IN_GROUP) !== 0 && row.seq !== seq) tx.putLink(row.seq, seq);
@@ -504,12 +507,12 @@ export class Replica {
     return this.storage.read(async (tx) => {
       const head = this.meta.seq;
       const contextBytes = encodeContext(this.meta.context);
-      let rows = await tx.feed(afterSeq, maxDocs);
-      if (rows.length === 0) {
+      // Whole groups through the one holding the maxDocs-th document.
+      const end = await tx.seqAfter(afterSeq, Math.min(maxDocs, Number.MAX_SAFE_INTEGER));
+      if (end === 0) {
         return { fromSeq: afterSeq, toSeq: Math.max(afterSeq, head), changes: [], context: contextBytes };
       }
-      if (rows.length >= maxDocs) rows = await tx.feedRange(afterSeq, (rows[rows.length - 1] as DocRow).seq);
-      rows = trimToBytes(rows, maxBytes);
+      let rows = trimToBytes(await tx.feedRange(afterSeq, end), maxBytes);
       let through = (rows[rows.length - 1] as DocRow).seq;
       let until = await tx.linkedThrough(afterSeq, through);
       const linked = until > 0;
@@ -519,6 +522,8 @@ export class Replica {
         until = await tx.linkedThrough(afterSeq, through);
       }
       const changes: Change[] = [];
+      // A peer that holds nothing (a fresh replica catching up) needs every row: no decoding.
+      const peerEmpty = peerContext.replicas().length === 0;
       let current: DocChange[] = [];
       let currentSeq = -1;
       for (const row of rows) {
@@ -528,7 +533,7 @@ export class Replica {
           currentSeq = row.seq;
         }
         const stored = row.state.subarray(1);
-        if (peerHolds(peerContext, decodeRecord(stored))) continue;
+        if (!peerEmpty && peerHolds(peerContext, decodeRecord(stored))) continue;
         current.push({ collection: row.collection, id: row.id, state: stored.slice() });
       }
       if (current.length > 0) changes.push({ docs: current });
@@ -578,6 +583,8 @@ export class Replica {
           row: DocRow | undefined;
           old: ReturnType<typeof unwrapStored> | undefined;
           state: RecordState;
+          /** The state's canonical encoding when already at hand. */
+          bytes: Uint8Array | undefined;
         }[] = [];
         for (let i = 0; i < change.length; i++) {
           const doc = change[i] as IncomingDoc;
@@ -599,17 +606,26 @@ export class Replica {
             learned.add({ replica: r, counter: n });
             next.context.add({ replica: r, counter: n });
           }
-          const old = row === undefined ? undefined : unwrapStored(row.state);
-          if (old !== undefined && bytesEqual(old.bytes, doc.bytes)) continue;
-          const joined = joinRecords(old?.state ?? EMPTY_RECORD, doc.state, this.policyOf(doc.collection));
-          if (old !== undefined && bytesEqual(old.bytes, wrapStored(0, joined).bytes)) continue;
-          updates.push({ doc, row, old, state: joined });
+          if (row === undefined) {
+            // New here: the join with nothing is the state itself (reduced, under lww).
+            const policy = this.policyOf(doc.collection);
+            const fresh = policy === Policy.lww && doc.state.siblings.length > 1;
+            const state = fresh ? joinRecords(EMPTY_RECORD, doc.state, policy) : doc.state;
+            updates.push({ doc, row, old: undefined, state, bytes: fresh ? undefined : doc.bytes });
+            continue;
+          }
+          const old = unwrapStored(row.state);
+          if (bytesEqual(old.bytes, doc.bytes)) continue;
+          const joined = joinRecords(old.state, doc.state, this.policyOf(doc.collection));
+          const joinedBytes = encodeRecord(joined);
+          if (bytesEqual(old.bytes, joinedBytes)) continue;
+          updates.push({ doc, row, old, state: joined, bytes: joinedBytes });
         }
         if (updates.length === 0) continue;
         const seq = ++next.seq;
         const flags = updates.length > 1 ? FLAG_IN_GROUP : 0;
         for (const u of updates) {
-          this.record(tx, next, u.doc, u.row, u.old, u.state, seq, flags);
+          this.record(tx, next, u.doc, u.row, u.old, u.state, seq, flags, u.bytes);
           events.push({ collection: u.doc.collection, id: u.doc.id, seq, origin: 'remote' });
           count++;
         }

@@ -30,6 +30,8 @@ export interface SessionOptions {
    */
   heartbeatMs?: number;
   deadAfterMs?: number;
+  /** Told how many documents each batch sent and received carried (for metrics). */
+  observer?: { sent?(docs: number): void; received?(docs: number): void };
   env: Env;
 }
 
@@ -63,6 +65,7 @@ export class SessionDriver {
   /** Documents received in batches and found new here: a measure of what replication re-sent. */
   docsReceived = 0;
   docsRecorded = 0;
+  docsSent = 0;
 
   constructor(
     private readonly replica: Replica,
@@ -201,6 +204,12 @@ export class SessionDriver {
     switch (e.type) {
       case 'send':
         this.conn.send(encodeMessage(e.message));
+        if (e.message.type === 'batch') {
+          let docs = 0;
+          for (const c of e.message.changes) docs += c.docs.length;
+          this.docsSent += docs;
+          this.options.observer?.sent?.(docs);
+        }
         return;
       case 'peer-known': {
         try {
@@ -224,7 +233,10 @@ export class SessionDriver {
       case 'apply': {
         const { batch } = e;
         const peer = this.state.peer as string;
-        for (const c of batch.changes) this.docsReceived += c.docs.length;
+        let docs = 0;
+        for (const c of batch.changes) docs += c.docs.length;
+        this.docsReceived += docs;
+        this.options.observer?.received?.(docs);
         this.replica.applyRemote(batch.changes, { peer, toSeq: batch.toSeq, context: batch.context }).then(
           (result) => {
             this.docsRecorded += result.recorded;

@@ -27,3 +27,11 @@ export function wrapStored(flags: number, state: RecordState): { row: Uint8Array
   row[0] = flags;
   return { row, bytes: row.subarray(1) };
 }
+
+/** Like wrapStored, for a state whose canonical encoding is already at hand. */
+export function wrapEncoded(flags: number, encoded: Uint8Array): { row: Uint8Array; bytes: Uint8Array } {
+  const row = new Uint8Array(encoded.length + 1);
+  row[0] = flags;
+  row.set(encoded, 1);
+  return { row, bytes: row.subarray(1) };
+}

@@ -103,6 +103,31 @@ export function describeStorageContract(name: string, open: OpenStorage, reopen?
       expect(row?.state).toEqual(bytes(2, 2));
     });
 
+    it('seqAfter names the seq of the n-th document after a seq, or of the last one', async () => {
+      const s = await fresh();
+      await s.write((tx) => {
+        tx.putDoc(doc('c', 'a', 2));
+        tx.putDoc(doc('c', 'b', 2));
+        tx.putDoc(doc('c', 'c', 5));
+        tx.putDoc(doc('c', 'd', 9));
+      });
+      const got = await s.read(async (tx) => [
+        await tx.seqAfter(0, 1),
+        await tx.seqAfter(0, 2),
+        await tx.seqAfter(0, 3),
+        await tx.seqAfter(2, 1),
+        await tx.seqAfter(0, 100),
+        await tx.seqAfter(9, 1),
+        await tx.seqAfter(0, 0),
+      ]);
+      expect(got).toEqual([2, 2, 5, 5, 9, 0, 0]);
+      const inTx = await s.write(async (tx) => {
+        tx.putDoc(doc('c', 'e', 12));
+        return tx.seqAfter(9, 1);
+      });
+      expect(inTx).toBe(12);
+    });
+
     it('reads and writes hundreds of documents in one transaction, seeing its own writes', async () => {
       const s = await fresh();
       const keys = Array.from({ length: 300 }, (_, i) => ({ collection: i % 2 === 0 ? 'c' : 'd', id: `k${i}` }));

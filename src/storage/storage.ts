@@ -33,6 +33,12 @@ export interface ReadTx {
   getDocs(keys: readonly DocKey[]): Promise<(DocRow | undefined)[]>;
   /** Documents with seq > afterSeq, ascending by (seq, collection, id), at most `limit`. */
   feed(afterSeq: number, limit: number): Promise<DocRow[]>;
+  /**
+   * The seq of the n-th document after `afterSeq` in feed order, or of the last one when
+   * fewer follow; 0 when none does. Lets a reader size a batch of whole groups without
+   * reading the documents twice.
+   */
+  seqAfter(afterSeq: number, n: number): Promise<number>;
   /** Documents with afterSeq < seq <= throughSeq, ascending by (seq, collection, id). */
   feedRange(afterSeq: number, throughSeq: number): Promise<DocRow[]>;
   /** The largest `until` among links with afterSeq < seq <= throughSeq, or 0. */

@@ -248,6 +248,13 @@ class MemoryTx implements WriteTx {
     return this.feedBetween(afterSeq, Infinity, limit);
   }
 
+  async seqAfter(afterSeq: number, n: number): Promise<number> {
+    this.check(false);
+    checkLimit(n);
+    const rows = this.feedBetween(afterSeq, Infinity, n);
+    return rows[rows.length - 1]?.seq ?? 0;
+  }
+
   async feedRange(afterSeq: number, throughSeq: number): Promise<DocRow[]> {
     this.check(false);
     return this.feedBetween(afterSeq, throughSeq, Infinity);

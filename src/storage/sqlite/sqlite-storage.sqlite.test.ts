@@ -111,3 +111,19 @@ describe('sqlite storage', () => {
     await s.close();
   });
 });
+
+describe('opening a store in a directory that does not exist (regression)', () => {
+  it('fails with a DbError that names the path, not a TypeError', async () => {
+    const { openSqliteStorage: open } = await import('./sqlite-storage.js');
+    const { DbError: E } = await import('../../shared/errors.js');
+    const path = '/nonexistent-polyarch-dir/x/polyarch.db';
+    let err: unknown;
+    try {
+      open(path);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(E);
+    expect((err as Error).message).toContain(path);
+  });
+});

@@ -79,14 +79,20 @@ function prepareAll(db: Database.Database) {
        ON CONFLICT(collection, id) DO UPDATE SET seq = excluded.seq, state = excluded.state`,
     ),
     getDocsChunk: db
-      .prepare<unknown[], [string, string, number, Buffer]>(
-        `SELECT collection, id, seq, state FROM docs WHERE (collection, id) IN (VALUES ${Array(CHUNK).fill('(?, ?)').join(', ')})`,
-      )
+      .prepare<
+        unknown[],
+        [string, string, number, Buffer]
+      >(`SELECT collection, id, seq, state FROM docs WHERE (collection, id) IN (VALUES ${Array(CHUNK).fill('(?, ?)').join(', ')})`)
       .raw(),
     // docs_by_seq carries the primary key, so these walk the index with no sort step.
     feed: db.prepare<[number, number], DocRecord>(
       'SELECT collection, id, seq, state FROM docs WHERE seq > ? ORDER BY seq, collection, id LIMIT ?',
     ),
+    // Both walk only the docs_by_seq index: no document is read.
+    seqAt: db
+      .prepare<[number, number], number>('SELECT seq FROM docs WHERE seq > ? ORDER BY seq LIMIT 1 OFFSET ?')
+      .pluck(),
+    maxSeqAfter: db.prepare<[number], number>('SELECT coalesce(max(seq), 0) FROM docs WHERE seq > ?').pluck(),
     feedRange: db.prepare<[number, number], DocRecord>(
       'SELECT collection, id, seq, state FROM docs WHERE seq > ? AND seq <= ? ORDER BY seq, collection, id',
     ),
@@ -189,6 +195,14 @@ class SqliteTx implements WriteTx {
     return this.s.feed.all(afterSeq, limit).map(toRow);
   }
 
+  async seqAfter(afterSeq: number, n: number): Promise<number> {
+    this.check(false);
+    this.flush();
+    checkLimit(n);
+    if (n === 0) return 0;
+    return this.s.seqAt.get(afterSeq, n - 1) ?? this.s.maxSeqAfter.get(afterSeq) ?? 0;
+  }
+
   async feedRange(afterSeq: number, throughSeq: number): Promise<DocRow[]> {
     this.check(false);
     this.flush();
@@ -280,7 +294,13 @@ function openError(e: unknown, path: string): unknown {
       details: { path },
     });
   }
-  return e;
+  // Anything else at open (a missing directory, no permission, a disk error) is still an
+  // operating error with a clear message, never a bare TypeError.
+  const message = e instanceof Error ? e.message : String(e);
+  return new DbError(ErrorCode.invalidInput, `cannot open the store ${path}: ${message}`, {
+    cause: e,
+    details: { path },
+  });
 }
 
 /** Creates or checks the schema, taking the exclusive lock (BEGIN IMMEDIATE) on the way. */

@@ -1,0 +1,153 @@
+/**
+ * The live forms of GET /changes: longpoll and server-sent events. Both are driven by
+ * db.subscribe, never by polling: they subscribe before their first read, so a change
+ * committed between that read and the subscription still wakes them.
+ */
+import type { FastifyBaseLogger, FastifyReply } from 'fastify';
+import type { ServerResponse } from 'node:http';
+import type { Database, FeedEntry } from '../client/index.js';
+
+export interface ChangesPage {
+  results: FeedEntry[];
+  last_seq: number;
+}
+
+/** The live feeds in flight, so a closing server ends them rather than waiting out their timeouts. */
+export class LiveFeeds {
+  private readonly stops = new Set<() => void>();
+
+  /** Tracks a feed; returns the function that forgets it. */
+  add(stop: () => void): () => void {
+    this.stops.add(stop);
+    return () => this.stops.delete(stop);
+  }
+
+  stopAll(): void {
+    for (const stop of [...this.stops]) stop();
+  }
+}
+
+function read(db: Database, since: number, limit: number | undefined): Promise<ChangesPage> {
+  return db.changes(limit === undefined ? { since } : { since, limit });
+}
+
+/**
+ * Answers as soon as the feed has an entry after `since`, or after `timeoutMs` (or an abort)
+ * with whatever is there then, usually nothing: `{ results: [], last_seq: since }`.
+ */
+export async function longpoll(
+  db: Database,
+  options: { since: number; limit?: number; timeoutMs: number; signal?: AbortSignal },
+): Promise<ChangesPage> {
+  const { since, limit, signal } = options;
+  let wake!: () => void;
+  const woken = new Promise<void>((resolve) => (wake = resolve));
+  const unsubscribe = db.subscribe((e) => {
+    if (e.seq > since) wake();
+  });
+  const timer = setTimeout(wake, options.timeoutMs);
+  signal?.addEventListener('abort', wake, { once: true });
+  try {
+    const first = await read(db, since, limit);
+    if (first.results.length > 0 || signal?.aborted === true) return first;
+    await woken;
+    // Woken by a change, the timeout or an abort alike: read again, as a change may have
+    // committed just as the timer fired.
+    return await read(db, since, limit);
+  } finally {
+    unsubscribe();
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', wake);
+  }
+}
+
+export interface StreamOptions {
+  since: number;
+  /** Entries read from the feed at a time. */
+  pageSize: number;
+  heartbeatMs: number;
+  feeds: LiveFeeds;
+  log: FastifyBaseLogger;
+}
+
+/** Resolves when `res` can take more, or has closed. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/**
+ * Streams the feed as server-sent events (`id: <seq>` and `data: <entry JSON>`): the entries
+ * after `since`, then each new one as it commits, with a `: heartbeat` comment every
+ * `heartbeatMs`, until the client disconnects or the server closes. Takes the reply over.
+ */
+export function streamChanges(db: Database, reply: FastifyReply, options: StreamOptions): void {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    // Proxies that buffer (nginx) would hold events back.
+    'x-accel-buffering': 'no',
+  });
+  res.flushHeaders();
+
+  let cursor = options.since;
+  let open = true;
+  // Whether the feed may hold entries after `cursor` that were not sent yet.
+  let dirty = true;
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+
+  const unsubscribe = db.subscribe((e) => {
+    if (e.seq > cursor) {
+      dirty = true;
+      poke();
+    }
+  });
+  const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), options.heartbeatMs);
+  const stop = (): void => {
+    if (!open) return;
+    open = false;
+    unsubscribe();
+    clearInterval(heartbeat);
+    untrack();
+    poke();
+    if (!res.writableEnded && !res.destroyed) res.end();
+  };
+  const untrack = options.feeds.add(stop);
+  res.on('close', stop);
+  res.on('error', stop);
+
+  const pump = async (): Promise<void> => {
+    while (open) {
+      if (!dirty) {
+        await new Promise<void>((resolve) => (wake = resolve));
+        continue;
+      }
+      dirty = false;
+      const page = await read(db, cursor, options.pageSize);
+      for (const entry of page.results) {
+        if (!open) return;
+        if (!res.write(`id: ${entry.seq}\ndata: ${JSON.stringify(entry)}\n\n`)) await drained(res);
+      }
+      cursor = page.last_seq;
+      // A full page may not have reached the head; an empty read settles it.
+      if (page.results.length > 0) dirty = true;
+    }
+  };
+  pump()
+    .catch((err: unknown) => options.log.warn({ err }, 'changes stream ended by an error'))
+    .finally(stop);
+}

@@ -1,0 +1,335 @@
+/**
+ * The HTTP API of docs/http-api.md over one Database: documents, batches, the changes feed,
+ * status and metrics. Routes validate their input with JSON schemas and leave every decision
+ * to the engine; errors travel as DbError to errors.ts, the only place that picks a status.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { DbError, ErrorCode } from '../client/index.js';
+import type { Database, JsonValue, WriteOp, WriteResult } from '../client/index.js';
+import { LiveFeeds, longpoll, streamChanges } from './changes-feed.js';
+import { HttpError, HttpErrorCode } from './errors.js';
+import type { Metrics } from './metrics.js';
+import type { PeerStatus } from './peer-status.js';
+
+export interface HttpApiDeps {
+  db: Database;
+  metrics: Metrics;
+  peers: () => PeerStatus[];
+  /** While true, write routes answer 503 unavailable (reads and feeds go on). */
+  isShuttingDown: () => boolean;
+  /** Interval of the `: heartbeat` comment on event streams (default 15 s). */
+  sseHeartbeatMs?: number;
+}
+
+/**
+ * The Ajv options these schemas need: an unknown property is an error rather than silently
+ * dropped (Fastify's default), and querystrings and headers, which are text, are coerced to
+ * the schema's numbers.
+ */
+export const ajvOptions = { removeAdditional: false, coerceTypes: 'array', useDefaults: true } as const;
+
+const LONGPOLL_TIMEOUT_DEFAULT_MS = 30_000;
+const LONGPOLL_TIMEOUT_MAX_MS = 60_000;
+const HEARTBEAT_DEFAULT_MS = 15_000;
+const STREAM_PAGE_SIZE = 1000;
+/** A batch holds at most 16 MiB of values (the engine's limit); 1 MiB more for its ops' framing. */
+export const BATCH_BODY_LIMIT_BYTES = 17 * 1024 * 1024;
+
+// ---------------------------------------------------------------- schemas
+
+const docParams = {
+  type: 'object',
+  required: ['collection', 'id'],
+  additionalProperties: false,
+  // Names are checked by the engine, whose messages say what a valid name is (invalid_name).
+  properties: { collection: { type: 'string' }, id: { type: 'string' } },
+} as const;
+
+const collectionParams = {
+  type: 'object',
+  required: ['collection'],
+  additionalProperties: false,
+  properties: { collection: { type: 'string' } },
+} as const;
+
+const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+const writeHeaders = {
+  type: 'object',
+  properties: { 'if-match': { type: 'string' }, 'if-none-match': { type: 'string' } },
+} as const;
+
+const listQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { after: { type: 'string' }, limit: { type: 'integer', minimum: 1 } },
+} as const;
+
+const changesQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    since: { type: 'integer', minimum: 0 },
+    limit: { type: 'integer', minimum: 1 },
+    feed: { type: 'string', enum: ['normal', 'longpoll', 'eventsource'] },
+    timeout: { type: 'integer', minimum: 0 },
+  },
+} as const;
+
+const changesHeaders = {
+  type: 'object',
+  properties: { 'last-event-id': { type: 'integer', minimum: 0 } },
+} as const;
+
+const batchOp = {
+  type: 'object',
+  required: ['op', 'collection', 'id'],
+  additionalProperties: false,
+  properties: {
+    op: { type: 'string', enum: ['put', 'delete'] },
+    collection: { type: 'string' },
+    id: { type: 'string' },
+    value: {},
+    version: { type: 'string' },
+  },
+  if: { properties: { op: { const: 'put' } } },
+  then: { required: ['value'] },
+} as const;
+
+// The operation count is the engine's limit (413 too_large), not a schema's (400).
+const batchBody = {
+  type: 'object',
+  required: ['ops'],
+  additionalProperties: false,
+  properties: { ops: { type: 'array', items: batchOp } },
+} as const;
+
+// ---------------------------------------------------------------- request types
+
+interface DocParams {
+  collection: string;
+  id: string;
+}
+interface WriteHeaders {
+  'if-match'?: string;
+  'if-none-match'?: string;
+}
+interface ListQuery {
+  after?: string;
+  limit?: number;
+}
+interface ChangesQuery {
+  since?: number;
+  limit?: number;
+  feed?: 'normal' | 'longpoll' | 'eventsource';
+  timeout?: number;
+}
+interface BatchBody {
+  ops: { op: 'put' | 'delete'; collection: string; id: string; value?: unknown; version?: string }[];
+}
+
+// ---------------------------------------------------------------- helpers
+
+/** The version in an `If-Match` header: `v`, `"v"` and `W/"v"` all name version `v`. */
+export function versionOfIfMatch(header: string): string {
+  let v = header.trim();
+  if (v.startsWith('W/')) v = v.slice(2);
+  if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
+  if (v === '*') throw new DbError(ErrorCode.badVersion, 'If-Match: * is not supported: send the version of a GET');
+  return v;
+}
+
+/** An ETag header value: the version, quoted. */
+export function etagOf(version: string): string {
+  return `"${version}"`;
+}
+
+function writeConditions(headers: WriteHeaders, allowIfNoneMatch: boolean): { version?: string; ifAbsent?: boolean } {
+  const out: { version?: string; ifAbsent?: boolean } = {};
+  const ifMatch = headers['if-match'];
+  if (ifMatch !== undefined) out.version = versionOfIfMatch(ifMatch);
+  const ifNoneMatch = headers['if-none-match'];
+  if (allowIfNoneMatch && ifNoneMatch !== undefined) {
+    if (ifNoneMatch.trim() !== '*') {
+      throw new DbError(ErrorCode.invalidInput, 'If-None-Match takes only * (create the document if it is absent)');
+    }
+    out.ifAbsent = true;
+  }
+  return out;
+}
+
+const written = (r: WriteResult): { id: string; version: string } => ({ id: r.id, version: r.version });
+
+/**
+ * Ajv coerces scalars to a schema's type: right for querystrings, which are text, wrong for
+ * a JSON body, where it would turn `"id": 5` into the id "5". So a batch's string fields are
+ * checked for their JSON type before the schema runs.
+ */
+function checkBatchFieldTypes(body: unknown): void {
+  const ops = (body as { ops?: unknown } | null | undefined)?.ops;
+  if (!Array.isArray(ops)) return; // the schema reports it
+  ops.forEach((op: unknown, i) => {
+    if (op === null || typeof op !== 'object') return;
+    for (const field of ['op', 'collection', 'id', 'version'] as const) {
+      const v = (op as Record<string, unknown>)[field];
+      if (v !== undefined && typeof v !== 'string') {
+        throw new DbError(ErrorCode.invalidInput, `body/ops/${i}/${field} must be string`);
+      }
+    }
+  });
+}
+
+function toWriteOps(body: BatchBody): WriteOp[] {
+  return body.ops.map((op, i): WriteOp => {
+    const version = op.version === undefined ? {} : { version: op.version };
+    if (op.op === 'put') return { type: 'put', collection: op.collection, id: op.id, value: op.value, ...version };
+    if (op.value !== undefined) throw new DbError(ErrorCode.invalidInput, `body/ops/${i}: a delete takes no value`);
+    return { type: 'delete', collection: op.collection, id: op.id, ...version };
+  });
+}
+
+// ---------------------------------------------------------------- routes
+
+/**
+ * Registers the routes and the JSON body parser on `app`, which must use `ajvOptions` (as
+ * buildApp's does) and route errors through errors.ts.
+ */
+export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
+  const { db, metrics } = deps;
+  const feeds = new LiveFeeds();
+  let closing = false;
+  const shuttingDown = (): boolean => closing || deps.isShuttingDown();
+  const heartbeatMs = deps.sseHeartbeatMs ?? HEARTBEAT_DEFAULT_MS;
+
+  // A closing server ends its live feeds instead of waiting out their timeouts.
+  app.addHook('preClose', async () => {
+    closing = true;
+    feeds.stopAll();
+  });
+
+  // Any JSON value is a document, `null` and `"text"` included; bad JSON is invalid_json and
+  // any other content type is refused with 415 (no parser matches it).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, JSON.parse(body as string) as unknown);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      done(new HttpError(400, HttpErrorCode.invalidJson, `the body is not JSON: ${why}`), undefined);
+    }
+  });
+
+  const refuseWhileShuttingDown = async (): Promise<void> => {
+    if (shuttingDown()) throw new DbError(ErrorCode.unavailable, 'this leader is shutting down: write to another');
+  };
+
+  app.put<{ Params: DocParams; Headers: WriteHeaders; Body: unknown }>(
+    '/db/:collection/:id',
+    {
+      // Checked before the body is read: a closing server need not parse a megabyte.
+      onRequest: refuseWhileShuttingDown,
+      schema: { params: docParams, querystring: noQuery, headers: writeHeaders, body: {} },
+    },
+    async (request, reply) => {
+      const { collection, id } = request.params;
+      if (request.body === undefined) {
+        throw new HttpError(400, HttpErrorCode.invalidJson, 'a PUT needs a JSON body (content-type: application/json)');
+      }
+      const options = writeConditions(request.headers, true);
+      const result = await db.collection(collection).put(id, request.body as JsonValue, options);
+      metrics.writes.inc();
+      return reply.code(201).header('etag', etagOf(result.version)).send(written(result));
+    },
+  );
+
+  app.get<{ Params: DocParams }>(
+    '/db/:collection/:id',
+    { schema: { params: docParams, querystring: noQuery } },
+    async (request, reply) => {
+      const { collection, id } = request.params;
+      const doc = await db.collection(collection).get(id);
+      if (doc === null) throw new DbError(ErrorCode.notFound, `${collection}/${id} does not exist`);
+      return reply.header('etag', etagOf(doc.version)).send(doc);
+    },
+  );
+
+  app.delete<{ Params: DocParams; Headers: WriteHeaders }>(
+    '/db/:collection/:id',
+    { onRequest: refuseWhileShuttingDown, schema: { params: docParams, querystring: noQuery, headers: writeHeaders } },
+    async (request) => {
+      const { collection, id } = request.params;
+      const result = await db.collection(collection).delete(id, writeConditions(request.headers, false));
+      metrics.writes.inc();
+      return written(result);
+    },
+  );
+
+  app.get<{ Params: { collection: string }; Querystring: ListQuery }>(
+    '/db/:collection',
+    { schema: { params: collectionParams, querystring: listQuery } },
+    async (request) => {
+      const { after, limit } = request.query;
+      return db.collection(request.params.collection).list({
+        ...(after === undefined ? {} : { after }),
+        ...(limit === undefined ? {} : { limit }),
+      });
+    },
+  );
+
+  app.post<{ Body: BatchBody }>(
+    '/db/_batch',
+    {
+      // Never below the server's own limit, should that be raised past it.
+      bodyLimit: Math.max(BATCH_BODY_LIMIT_BYTES, app.initialConfig.bodyLimit ?? 0),
+      onRequest: refuseWhileShuttingDown,
+      preValidation: async (request) => checkBatchFieldTypes(request.body),
+      schema: { querystring: noQuery, body: batchBody },
+    },
+    async (request) => {
+      const results = await db.batch(toWriteOps(request.body));
+      metrics.writes.inc(results.length);
+      return { results: results.map((r) => ({ collection: r.collection, id: r.id, version: r.version })) };
+    },
+  );
+
+  app.get<{ Querystring: ChangesQuery; Headers: { 'last-event-id'?: number } }>(
+    '/changes',
+    { schema: { querystring: changesQuery, headers: changesHeaders } },
+    async (request, reply) => {
+      const { limit, feed = 'normal' } = request.query;
+      const since = request.query.since ?? 0;
+      const page = limit === undefined ? {} : { limit };
+      if (feed === 'normal') return db.changes({ since, ...page });
+      if (closing) throw new DbError(ErrorCode.unavailable, 'this server is closing');
+      if (feed === 'longpoll') {
+        const timeoutMs = Math.min(request.query.timeout ?? LONGPOLL_TIMEOUT_DEFAULT_MS, LONGPOLL_TIMEOUT_MAX_MS);
+        const aborted = new AbortController();
+        const untrack = feeds.add(() => aborted.abort());
+        const onClose = (): void => aborted.abort();
+        reply.raw.once('close', onClose);
+        try {
+          return await longpoll(db, { since, timeoutMs, signal: aborted.signal, ...page });
+        } finally {
+          untrack();
+          reply.raw.off('close', onClose);
+        }
+      }
+      // A reconnecting EventSource sends the last id it saw; it wins over the URL's since.
+      streamChanges(db, reply, {
+        since: request.headers['last-event-id'] ?? since,
+        pageSize: limit ?? STREAM_PAGE_SIZE,
+        heartbeatMs,
+        feeds,
+        log: request.log,
+      });
+      return reply;
+    },
+  );
+
+  app.get('/status', { schema: { querystring: noQuery } }, async () => ({ ...db.status(), peers: deps.peers() }));
+
+  app.get('/metrics', { schema: { querystring: noQuery } }, async (_request: FastifyRequest, reply: FastifyReply) => {
+    const text = await metrics.registry.metrics();
+    return reply.type(metrics.registry.contentType).send(text);
+  });
+}

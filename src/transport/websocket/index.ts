@@ -1,0 +1,2 @@
+export { connectWebSocket, wrapWebSocket } from './websocket-connection.js';
+export type { ConnectWebSocketOptions, WrapWebSocketOptions } from './websocket-connection.js';
