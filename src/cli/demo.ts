@@ -40,7 +40,7 @@ export async function startDemoCluster(options: {
       port: options.basePort === 0 ? 0 : options.basePort + i,
       data: path.join(options.dir, id),
       peers: servers.map((s) => s.url),
-      logLevel: options.logLevel ?? 'warn',
+      logLevel: options.logLevel ?? 'error',
       cluster: 'demo',
     });
     servers.push(await startServer(config));
