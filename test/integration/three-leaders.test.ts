@@ -4,7 +4,7 @@
  * the same winner and the same conflicts everywhere.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { Cluster, converged, getOk, listAll, peersLive, putOk, siblingValues, until } from './harness.js';
+import { Cluster, converged, getOk, listAll, peersLive, putOk, siblingValues, stopLeader, until } from './harness.js';
 import type { Leader } from './harness.js';
 
 const cluster = new Cluster('three');
@@ -94,7 +94,7 @@ describe('three leaders all-to-all', () => {
   it('carries an update made at one leader over a value written at another', async () => {
     onTestFailed(() => console.error(cluster.logs()));
     await putOk(eu, 'profiles', 'ada', { name: 'Ada', v: 1 });
-    const first = await until('ap to see the profile', () => ap.get('profiles', 'ada'));
+    const first = await until('ap to see the profile', async () => (await ap.get('profiles', 'ada')) ?? undefined);
     await putOk(ap, 'profiles', 'ada', { name: 'Ada Lovelace', v: 2 }, { 'if-match': first.version });
     await until('eu to see the update', async () => {
       const d = await eu.get('profiles', 'ada');
@@ -107,5 +107,25 @@ describe('three leaders all-to-all', () => {
       expect(d.value).toEqual({ name: 'Ada Lovelace', v: 2 });
       expect(d.conflicts).toEqual([]);
     }
+  });
+
+  it('survives a leader stopped with SIGTERM: it exits 0, the others go on, it catches up on restart', async () => {
+    onTestFailed(() => console.error(cluster.logs()));
+    expect(await stopLeader(ap)).toBe(0);
+    await until('eu and us to drop their links to ap', async () => {
+      const ss = await Promise.all([eu.status(), us.status()]);
+      return ss.every((s) => s.peers.every((p) => p.id !== 'ap' || p.state !== 'live'));
+    });
+    await putOk(eu, 'later', 'one', { while: 'ap was down' });
+    await putOk(us, 'later', 'two', { while: 'ap was down' });
+    await converged([eu, us]);
+    await ap.start();
+    await peersLive(ap, ['eu', 'us']);
+    const statuses = await converged(all);
+    expect(new Set(statuses.map((s) => s.digest)).size).toBe(1);
+    expect((await getOk(ap, 'later', 'one')).value).toEqual({ while: 'ap was down' });
+    expect((await getOk(ap, 'later', 'two')).value).toEqual({ while: 'ap was down' });
+    // And all three shut down cleanly.
+    expect(await Promise.all(all.map((l) => stopLeader(l)))).toEqual([0, 0, 0]);
   });
 });

@@ -6,24 +6,7 @@
  */
 import { AssertionError, DbError, ErrorCode, assert } from '../../shared/index.js';
 import type { DocKey, DocRow, ReadTx, Storage, WriteTx } from '../storage.js';
-
-/** Runs tasks one at a time in call order; a failed task does not stop the ones after it. */
-class SerialQueue {
-  private tail: Promise<unknown> = Promise.resolve();
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(task);
-    this.tail = result.then(ignore, ignore);
-    return result;
-  }
-
-  /** Settles once every task queued so far has settled. */
-  drained(): Promise<void> {
-    return this.tail.then(ignore);
-  }
-}
-
-function ignore(): void {}
+import { SerialQueue } from '../serial-queue.js';
 
 /** A map key for (collection, id) that no two distinct pairs share, whatever their characters. */
 function docKeyString(collection: string, id: string): string {

@@ -6,6 +6,7 @@
 import Database from 'better-sqlite3';
 import { AssertionError, DbError, ErrorCode, assert } from '../../shared/index.js';
 import type { DocKey, DocRow, ReadTx, Storage, WriteTx } from '../storage.js';
+import { SerialQueue } from '../serial-queue.js';
 
 /** Bump with a migration in `migrate` whenever the schema below changes. History: 1 = first. */
 export const SQLITE_SCHEMA_VERSION = 1;
@@ -28,24 +29,6 @@ export interface SqliteStorageOptions {
    */
   synchronous?: 'normal' | 'full';
 }
-
-/** Runs tasks one at a time in call order; a failed task does not stop the ones after it. */
-class SerialQueue {
-  private tail: Promise<unknown> = Promise.resolve();
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(task);
-    this.tail = result.then(ignore, ignore);
-    return result;
-  }
-
-  /** Settles once every task queued so far has settled. */
-  drained(): Promise<void> {
-    return this.tail.then(ignore);
-  }
-}
-
-function ignore(): void {}
 
 interface DocRecord {
   collection: string;
