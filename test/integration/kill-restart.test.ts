@@ -19,7 +19,7 @@ let y: Leader;
 let z: Leader;
 
 beforeAll(async () => {
-  // Ports for all three first: x and y dial each other's URLs.
+  // Ports for all three first: each dials the next around the triangle.
   const ports = await cluster.ports(['x', 'y', 'z']);
   const url = (id: string): string => `http://127.0.0.1:${ports.get(id) as number}`;
   x = cluster.define({ id: 'x', peers: [url('z')] }, ports.get('x') as number);
