@@ -121,6 +121,8 @@ export interface OutgoingBatch {
   changes: Change[];
   /** The sender's causal context when the batch reaches its head, else null. */
   context: Uint8Array | null;
+  /** Feed entries read to make this batch, including those skipped as held by the peer. */
+  rowsRead: number;
 }
 
 export interface ApplyResult {
@@ -510,7 +512,7 @@ export class Replica {
       // Whole groups through the one holding the maxDocs-th document.
       const end = await tx.seqAfter(afterSeq, Math.min(maxDocs, Number.MAX_SAFE_INTEGER));
       if (end === 0) {
-        return { fromSeq: afterSeq, toSeq: Math.max(afterSeq, head), changes: [], context: contextBytes };
+        return { fromSeq: afterSeq, toSeq: Math.max(afterSeq, head), changes: [], context: contextBytes, rowsRead: 0 };
       }
       let rows = trimToBytes(await tx.feedRange(afterSeq, end), maxBytes);
       let through = (rows[rows.length - 1] as DocRow).seq;
@@ -537,7 +539,13 @@ export class Replica {
         current.push({ collection: row.collection, id: row.id, state: stored.slice() });
       }
       if (current.length > 0) changes.push({ docs: current });
-      return { fromSeq: afterSeq, toSeq: through, changes, context: through >= head ? contextBytes : null };
+      return {
+        fromSeq: afterSeq,
+        toSeq: through,
+        changes,
+        context: through >= head ? contextBytes : null,
+        rowsRead: rows.length,
+      };
     });
   }
 

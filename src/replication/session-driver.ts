@@ -31,7 +31,7 @@ export interface SessionOptions {
   heartbeatMs?: number;
   deadAfterMs?: number;
   /** Told how many documents each batch sent and received carried (for metrics). */
-  observer?: { sent?(docs: number): void; received?(docs: number): void };
+  observer?: { sent?(docs: number): void; received?(docs: number): void; read?(rows: number): void };
   env: Env;
 }
 
@@ -226,7 +226,10 @@ export class SessionDriver {
       }
       case 'read':
         this.replica.readBatch(e.afterSeq, this.batchDocs, this.peerContext).then(
-          (batch) => this.dispatch({ type: 'batch-read', batch }),
+          (batch) => {
+            this.options.observer?.read?.(batch.rowsRead);
+            this.dispatch({ type: 'batch-read', batch });
+          },
           (err: unknown) => this.fail(err),
         );
         return;

@@ -20,6 +20,7 @@ export interface Metrics {
   changesSent: Counter;
   /** Changes this leader received from peers. */
   changesReceived: Counter;
+  feedRowsRead: Counter;
 }
 
 export function createMetrics(source: MetricsSource): Metrics {
@@ -74,6 +75,11 @@ export function createMetrics(source: MetricsSource): Metrics {
     changesReceived: new Counter({
       name: 'polyarch_changes_received_total',
       help: 'Changes received from peers.',
+      registers,
+    }),
+    feedRowsRead: new Counter({
+      name: 'polyarch_feed_rows_read_total',
+      help: 'Feed entries read to serve peers (before skipping what they hold): what catch-up costs.',
       registers,
     }),
   };

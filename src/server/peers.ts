@@ -25,6 +25,7 @@ export interface PeerManagerOptions {
   connectTimeoutMs?: number;
   onSent?: (docs: number) => void;
   onReceived?: (docs: number) => void;
+  onRead?: (rows: number) => void;
 }
 
 interface Link {
@@ -112,6 +113,7 @@ export class PeerManager {
       observer: {
         sent: (n) => o.onSent?.(n),
         received: (n) => o.onReceived?.(n),
+        read: (n) => o.onRead?.(n),
       },
     });
   }
@@ -187,7 +189,8 @@ export class PeerManager {
         direction: link.direction,
         state,
         lag: info?.lag ?? { changes: 0, ms: 0 },
-        lastError: link.lastError,
+        // A live link has recovered: an old failure would only mislead.
+        lastError: state === 'live' ? null : link.lastError,
       };
     });
   }

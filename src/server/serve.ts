@@ -65,6 +65,7 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
     deadAfterMs: config.deadAfterMs,
     onSent: (n) => metrics.changesSent.inc(n),
     onReceived: (n) => metrics.changesReceived.inc(n),
+    onRead: (n) => metrics.feedRowsRead.inc(n),
   });
   ref.peers = pm;
 

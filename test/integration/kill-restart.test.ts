@@ -184,6 +184,7 @@ describe('a leader killed with SIGKILL under load and restarted on its data dir'
     const before = (await y.status()).docs;
     const load = new Load(x, 'r', 4);
     let heldAtKill: number;
+    let xReadBefore: number;
     try {
       await until('y to be receiving the new load', async () => (await y.status()).docs >= before + 300);
       // What y has committed (durably: a commit is acknowledged only once durable) at the kill.
@@ -192,6 +193,7 @@ describe('a leader killed with SIGKILL under load and restarted on its data dir'
       // stays small next to what it held.
       load.paused = true;
       load.phase = 1;
+      xReadBefore = await metric(x, 'polyarch_feed_rows_read_total');
       await y.stop('SIGKILL');
       await y.start();
       load.phase = 2;
@@ -211,8 +213,13 @@ describe('a leader killed with SIGKILL under load and restarted on its data dir'
     const total = statuses[0]?.docs ?? 0;
     const missed = total - heldAtKill;
     const yReceived = await metric(y, 'polyarch_changes_received_total');
-    const summary = JSON.stringify({ before, heldAtKill, total, missed, acked: load.acked.size, yReceived });
+    // x read its feed for y from y's durable checkpoint: about what y missed (plus what it
+    // streamed to z meanwhile), where a pull from zero would read x's whole feed (>= total).
+    const xRead = (await metric(x, 'polyarch_feed_rows_read_total')) - xReadBefore;
+    const summary = JSON.stringify({ before, heldAtKill, total, missed, acked: load.acked.size, yReceived, xRead });
     expect(yReceived, summary).toBeLessThanOrEqual(2 * missed + 50);
     expect(heldAtKill, summary).toBeGreaterThan(missed);
+    expect(xRead, summary).toBeLessThanOrEqual(2 * missed + 100);
+    expect(xRead, summary).toBeLessThan(total);
   });
 });
