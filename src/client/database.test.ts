@@ -702,3 +702,37 @@ describe('bundles applied by a replica they were not made for (regression)', () 
     expect(us.status().digest).toBe(eu.status().digest);
   });
 });
+
+describe('catching up from one peer', () => {
+  it('does not read the received documents back to offer them to that peer', async () => {
+    const a = await openReplica({ id: 'a', storage: 'memory' });
+    const b = await openReplica({ id: 'b', storage: 'memory' });
+    for (let i = 0; i < 10; i++) {
+      await a.batch(
+        Array.from({ length: 50 }, (_, j) => ({ type: 'put' as const, collection: 'c', id: `d${i}-${j}`, value: j })),
+      );
+    }
+    let readByB = 0;
+    let sentByB = 0;
+    const [x, y] = memoryConnectionPair();
+    a.connect(x);
+    const session = b.connect(y, { observer: { read: (n) => (readByB += n), sent: (n) => (sentByB += n) } });
+    const deadline = Date.now() + 5000;
+    while (!(b.status().docs === 500 && session.idle && session.info().acked === b.status().seq)) {
+      if (Date.now() > deadline) throw new Error('no catch-up');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(readByB).toBe(0);
+    expect(sentByB).toBe(0);
+    expect(b.status().digest).toBe(a.status().digest);
+    // A later local write is offered as usual.
+    await b.collection('c').put('mine', 1);
+    while (session.info().acked !== b.status().seq) {
+      if (Date.now() > deadline) throw new Error('no ack');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(readByB).toBe(1);
+    expect(sentByB).toBe(1);
+    await Promise.all([a.close(), b.close()]);
+  });
+});

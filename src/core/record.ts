@@ -217,3 +217,28 @@ function checkJsonText(value: Uint8Array): void {
 export function recordEquals(a: RecordState, b: RecordState): boolean {
   return compareBytes(encodeRecord(a), encodeRecord(b)) === 0;
 }
+
+/**
+ * Whether `holds` answers yes for every sibling's dot and every context entry's latest dot,
+ * read straight from the encoding: no values are copied and nothing is allocated but the
+ * replica ids. Replication asks this of every document it considers sending.
+ */
+export function everyDotIn(bytes: Uint8Array, holds: (replica: string, counter: number) => boolean): boolean {
+  const dec = new Decoder(bytes);
+  if (dec.byte() !== KIND_RECORD) throw new DbError(ErrorCode.corrupt, 'unknown document kind');
+  const n = dec.uint();
+  for (let i = 0; i < n; i++) {
+    const replica = dec.string();
+    const counter = dec.uint();
+    dec.uint();
+    dec.uint();
+    if (dec.byte() === 1) dec.raw(dec.uint());
+    if (!holds(replica, counter)) return false;
+  }
+  const entries = dec.uint();
+  for (let i = 0; i < entries; i++) {
+    const replica = dec.string();
+    if (!holds(replica, dec.uint())) return false;
+  }
+  return true;
+}

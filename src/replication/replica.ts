@@ -25,6 +25,7 @@ import {
   contextToken,
   decodeRecord,
   encodeRecord,
+  everyDotIn,
   dotToken,
   encodeJsonValue,
   fromUtf8,
@@ -524,8 +525,10 @@ export class Replica {
         until = await tx.linkedThrough(afterSeq, through);
       }
       const changes: Change[] = [];
-      // A peer that holds nothing (a fresh replica catching up) needs every row: no decoding.
+      // The peer holds a document when it has seen every sibling and the context's latest
+      // writes (see ADR 1). A peer that holds nothing (a fresh replica) needs every row.
       const peerEmpty = peerContext.replicas().length === 0;
+      const peerHas = (replica: string, counter: number): boolean => peerContext.has({ replica, counter });
       let current: DocChange[] = [];
       let currentSeq = -1;
       for (const row of rows) {
@@ -535,7 +538,7 @@ export class Replica {
           currentSeq = row.seq;
         }
         const stored = row.state.subarray(1);
-        if (!peerEmpty && peerHolds(peerContext, decodeRecord(stored))) continue;
+        if (!peerEmpty && everyDotIn(stored, peerHas)) continue;
         current.push({ collection: row.collection, id: row.id, state: stored.slice() });
       }
       if (current.length > 0) changes.push({ docs: current });
@@ -566,6 +569,12 @@ export class Replica {
        * skipped documents may be missing here. A live session's basis is always met.
        */
       basis?: CausalContext;
+      /**
+       * Told each seq at which everything recorded is exactly what the sender sent: the
+       * sender holds those changes, so a session need not read them back to offer them.
+       * Called before the commit's change events.
+       */
+      echo?: (seq: number) => void;
     } = {},
   ): Promise<ApplyResult> {
     this.checkOpen();
@@ -636,6 +645,12 @@ export class Replica {
           this.record(tx, next, u.doc, u.row, u.old, u.state, seq, flags, u.bytes);
           events.push({ collection: u.doc.collection, id: u.doc.id, seq, origin: 'remote' });
           count++;
+        }
+        if (
+          options.echo !== undefined &&
+          updates.every((u) => u.bytes !== undefined && bytesEqual(u.bytes, u.doc.bytes))
+        ) {
+          options.echo(seq);
         }
       }
       if (senderContext !== undefined && (options.basis === undefined || next.context.covers(options.basis))) {
@@ -783,13 +798,6 @@ function writeResult(collection: string, id: string, context: RecordState['conte
 function winnerIsDeleted(state: RecordState): boolean {
   const w = winner(state);
   return w === undefined || w.value === null;
-}
-
-/** The peer holds a state at least as new when it has seen every sibling and the context's latest writes. */
-function peerHolds(peer: CausalContext, state: RecordState): boolean {
-  for (const s of state.siblings) if (!peer.has(s.dot)) return false;
-  for (const [r, n] of state.context) if (!peer.has({ replica: r, counter: n })) return false;
-  return true;
 }
 
 const digestScratch = new Encoder(4096);

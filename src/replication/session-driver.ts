@@ -59,6 +59,9 @@ export class SessionDriver {
   private readonly batchDocs: number;
   private readonly closeListeners: ((info: CloseInfo) => void)[] = [];
   private heartbeat: TimerHandle | undefined;
+  /** Our seqs that hold only states this peer sent us, ascending (see the 'read' effect). */
+  private echo: number[] = [];
+  private echoHead = 0;
   private lastHeardMs = 0;
   private behindSinceMs: number | undefined;
   private wasCaughtUp = false;
@@ -224,7 +227,27 @@ export class SessionDriver {
         );
         return;
       }
-      case 'read':
+      case 'read': {
+        // Our feed entries that hold only what this peer sent us need no reading back: they
+        // are skipped as a range (catch-up from one peer would otherwise read it all twice).
+        let to = e.afterSeq;
+        while (this.echoHead < this.echo.length && (this.echo[this.echoHead] as number) <= to) this.echoHead++;
+        while (this.echoHead < this.echo.length && this.echo[this.echoHead] === to + 1) {
+          this.echoHead++;
+          to++;
+        }
+        if (this.echoHead > 1024 && this.echoHead * 2 > this.echo.length) {
+          this.echo = this.echo.slice(this.echoHead);
+          this.echoHead = 0;
+        }
+        if (to > e.afterSeq) {
+          const head = this.replica.seq;
+          const context = to >= head ? encodeContext(this.replica.context()) : null;
+          queueMicrotask(() =>
+            this.dispatch({ type: 'batch-read', batch: { fromSeq: e.afterSeq, toSeq: to, changes: [], context } }),
+          );
+          return;
+        }
         this.replica.readBatch(e.afterSeq, this.batchDocs, this.peerContext).then(
           (batch) => {
             this.options.observer?.read?.(batch.rowsRead);
@@ -233,6 +256,7 @@ export class SessionDriver {
           (err: unknown) => this.fail(err),
         );
         return;
+      }
       case 'apply': {
         const { batch } = e;
         const peer = this.state.peer as string;
@@ -240,7 +264,10 @@ export class SessionDriver {
         for (const c of batch.changes) docs += c.docs.length;
         this.docsReceived += docs;
         this.options.observer?.received?.(docs);
-        this.replica.applyRemote(batch.changes, { peer, toSeq: batch.toSeq, context: batch.context }).then(
+        const echo = (seq: number): void => {
+          this.echo.push(seq);
+        };
+        this.replica.applyRemote(batch.changes, { peer, toSeq: batch.toSeq, context: batch.context, echo }).then(
           (result) => {
             this.docsRecorded += result.recorded;
             this.peerContext.join(result.learned);

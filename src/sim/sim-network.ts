@@ -51,6 +51,7 @@ class SimEnd implements Connection {
 
   send(frame: Uint8Array): boolean {
     if (this.closed) return false;
+    this.conn.countSent(frame);
     this.conn.enqueue(this.side, { kind: 'frame', bytes: frame.slice(), readyAt: 0 });
     return true;
   }
@@ -126,6 +127,12 @@ export class SimConnection {
 
   sideOf(replica: number): 0 | 1 {
     return this.replicas[0] === replica ? 0 : 1;
+  }
+
+  countSent(frame: Uint8Array): void {
+    const tag = frame[0] ?? 0;
+    const by = this.net.stats.sentByTag;
+    by[tag] = (by[tag] ?? 0) + 1;
   }
 
   /** Items queued in either direction. */
@@ -239,6 +246,8 @@ export class SimConnection {
 }
 
 export interface NetworkStats {
+  /** Frames sent, by wire tag (index 7 is ping, 8 pong). */
+  sentByTag: number[];
   connections: number;
   delivered: number;
   cuts: number;
@@ -250,7 +259,7 @@ export class SimNetwork {
   private readonly partitioned = new Set<string>();
   private readonly latency = new Map<string, LinkLatency>();
   private nextId = 1;
-  readonly stats: NetworkStats = { connections: 0, delivered: 0, cuts: 0, stalls: 0 };
+  readonly stats: NetworkStats = { sentByTag: [], connections: 0, delivered: 0, cuts: 0, stalls: 0 };
 
   constructor(
     readonly time: VirtualTime,
