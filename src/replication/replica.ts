@@ -162,6 +162,8 @@ const decodeText = (bytes: Uint8Array): JsonValue => JSON.parse(fromUtf8(bytes))
 export class Replica {
   private meta: ReplicaMeta;
   private closed = false;
+  /** Context learned outside a transaction, joined into the metadata by the next commit. */
+  private pendingContext = new CausalContext();
   private readonly listeners = new Set<(e: ChangeEvent) => void>();
   private readonly limits: Limits;
   private readonly maxSkewMs: number;
@@ -487,12 +489,14 @@ export class Replica {
 
   /** A copy of the causal context: every dot this replica has accounted for. */
   context(): CausalContext {
-    return this.meta.context.clone();
+    const cc = this.meta.context.clone();
+    cc.join(this.pendingContext);
+    return cc;
   }
 
   /** A safe summary of what this replica has: per replica, the highest contiguous counter. */
   vector(): Record<string, number> {
-    return Object.fromEntries(this.meta.context.base());
+    return Object.fromEntries(this.context().base());
   }
 
   /**
@@ -699,6 +703,16 @@ export class Replica {
     });
   }
 
+  /**
+   * Joins a sender's causal context received with an empty batch that reached its head (see
+   * applyRemote's `context`), in memory: it is persisted with the next commit. Losing it in a
+   * crash costs only some re-sending, since it only lets senders skip more.
+   */
+  noteSenderContext(bytes: Uint8Array): void {
+    this.checkOpen();
+    this.pendingContext.join(decodeContext(bytes));
+  }
+
   /** The durable checkpoint of `peer`: how far into its feed we have applied. */
   async checkpoint(peer: string): Promise<number> {
     return this.storage.read((tx) => tx.getCheckpoint(peer));
@@ -756,6 +770,9 @@ export class Replica {
       result = await this.storage.write(async (tx) => {
         prev = this.meta;
         next = prev.clone();
+        const learned = this.pendingContext;
+        this.pendingContext = new CausalContext();
+        next.context.join(learned);
         const r = await fn(tx, next, events);
         tx.putMeta(META_KEY, next.encode());
         this.meta = next;

@@ -62,6 +62,8 @@ export class SessionDriver {
   /** Our seqs that hold only states this peer sent us, ascending (see the 'read' effect). */
   private echo: number[] = [];
   private echoHead = 0;
+  /** A checkpoint advanced by empty batches and not stored yet. */
+  private pendingCheckpoint: number | undefined;
   private lastHeardMs = 0;
   private behindSinceMs: number | undefined;
   private wasCaughtUp = false;
@@ -133,6 +135,15 @@ export class SessionDriver {
     this.dispatch({ type: 'failed', code, message });
   }
 
+  /** Stores a checkpoint that only empty batches advanced; best effort, as losing it costs only a re-read. */
+  private flushCheckpoint(): void {
+    const seq = this.pendingCheckpoint;
+    const peer = this.state.peer;
+    this.pendingCheckpoint = undefined;
+    if (seq === undefined || peer === null || this.replica.isClosed) return;
+    this.replica.applyRemote([], { peer, toSeq: seq }).catch(() => {});
+  }
+
   private scheduleHeartbeat(): void {
     const every = this.options.heartbeatMs ?? 2000;
     const deadAfter = this.options.deadAfterMs ?? 6000;
@@ -174,6 +185,7 @@ export class SessionDriver {
 
   private onClosed(info: CloseInfo): void {
     this.heartbeat?.cancel();
+    this.flushCheckpoint();
     this.dispatch({ type: 'disconnected' });
     this.unsubscribe?.();
     for (const l of this.closeListeners.splice(0)) l(this.state.closeReason ?? info);
@@ -264,6 +276,21 @@ export class SessionDriver {
         for (const c of batch.changes) docs += c.docs.length;
         this.docsReceived += docs;
         this.options.observer?.received?.(docs);
+        if (batch.changes.length === 0) {
+          // Nothing to apply: ack at once and let the next real batch (or the end of the
+          // session) store the checkpoint, instead of a transaction per empty batch, which
+          // live streaming sends for every change the peer took from us.
+          try {
+            if (batch.context !== null) this.replica.noteSenderContext(batch.context);
+          } catch (err) {
+            this.fail(err);
+            return;
+          }
+          this.pendingCheckpoint = batch.toSeq;
+          queueMicrotask(() => this.dispatch({ type: 'batch-applied', id: batch.id, toSeq: batch.toSeq }));
+          return;
+        }
+        this.pendingCheckpoint = undefined;
         const echo = (seq: number): void => {
           this.echo.push(seq);
         };
@@ -280,6 +307,7 @@ export class SessionDriver {
       case 'close':
         this.unsubscribe?.();
         this.heartbeat?.cancel();
+        this.flushCheckpoint();
         this.conn.close(e.code, e.message);
         return;
     }
