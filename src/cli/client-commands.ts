@@ -38,12 +38,12 @@ export function addClientCommands(program: Command, print: Print = console.log):
 
   withUrl(program.command('put <collection> <id> <json>'))
     .description('write a document (the value is JSON)')
-    .option('--version <version>', 'the version you read: fails with 409 if the document changed since')
+    .option('--if-match <version>', 'the version you read: fails with 409 if the document changed since')
     .option('--create', 'create only: fails with 412 if the document exists')
     .action(
-      async (collection: string, id: string, json: string, o: Common & { version?: string; create?: boolean }) => {
+      async (collection: string, id: string, json: string, o: Common & { ifMatch?: string; create?: boolean }) => {
         const headers: Record<string, string> = {};
-        if (o.version !== undefined) headers['if-match'] = o.version;
+        if (o.ifMatch !== undefined) headers['if-match'] = o.ifMatch;
         if (o.create === true) headers['if-none-match'] = '*';
         const { body } = await request(o.url, 'PUT', docPath(collection, id), { body: parseValue(json), headers });
         const b = body as { id: string; version: string };
@@ -61,9 +61,9 @@ export function addClientCommands(program: Command, print: Print = console.log):
 
   withUrl(program.command('del <collection> <id>'))
     .description('delete a document')
-    .option('--version <version>', 'the version you read: fails with 409 if the document changed since')
-    .action(async (collection: string, id: string, o: Common & { version?: string }) => {
-      const headers: Record<string, string> = o.version === undefined ? {} : { 'if-match': o.version };
+    .option('--if-match <version>', 'the version you read: fails with 409 if the document changed since')
+    .action(async (collection: string, id: string, o: Common & { ifMatch?: string }) => {
+      const headers: Record<string, string> = o.ifMatch === undefined ? {} : { 'if-match': o.ifMatch };
       const { body } = await request(o.url, 'DELETE', docPath(collection, id), { headers });
       const b = body as { id: string; version: string };
       print(o.json === true ? JSON.stringify(b) : `deleted ${collection}/${b.id}  version ${b.version}`);
