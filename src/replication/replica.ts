@@ -365,10 +365,13 @@ export class Replica {
     flags: number,
     encoded?: Uint8Array,
   ): void {
+    // A row that left an atomic group keeps the mark: wherever it moves next, the group's
+    // seq must still ship with it, so each move extends the chain of links.
+    const carried = old === undefined ? flags : flags | (old.flags & FLAG_IN_GROUP);
     const { row: bytes, bytes: stateBytes } =
-      encoded === undefined ? wrapStored(flags, state) : wrapEncoded(flags, encoded);
+      encoded === undefined ? wrapStored(carried, state) : wrapEncoded(carried, encoded);
     if (row !== undefined && old !== undefined) {
-      // A row leaving an atomic group: the group's old seq must now ship with this one.
+      // A row leaving (a chain from) an atomic group: the old seq must now ship with this one.
       if ((old.flags & FLAG_IN_GROUP) !== 0 && row.seq !== seq) tx.putLink(row.seq, seq);
       xorDocHash(next.digest, key, old.bytes);
       next.docs -= winnerIsDeleted(old.state) ? 0 : 1;
@@ -607,6 +610,7 @@ export class Replica {
           /** The state's canonical encoding when already at hand. */
           bytes: Uint8Array | undefined;
         }[] = [];
+        const unchanged: { doc: IncomingDoc; row: DocRow; old: ReturnType<typeof unwrapStored> }[] = [];
         for (let i = 0; i < change.length; i++) {
           const doc = change[i] as IncomingDoc;
           const row = rows[i];
@@ -636,17 +640,29 @@ export class Replica {
             continue;
           }
           const old = unwrapStored(row.state);
-          if (bytesEqual(old.bytes, doc.bytes)) continue;
+          if (bytesEqual(old.bytes, doc.bytes)) {
+            unchanged.push({ doc, row, old });
+            continue;
+          }
           const joined = joinRecords(old.state, doc.state, this.policyOf(doc.collection));
           const joinedBytes = encodeRecord(joined);
-          if (bytesEqual(old.bytes, joinedBytes)) continue;
+          if (bytesEqual(old.bytes, joinedBytes)) {
+            unchanged.push({ doc, row, old });
+            continue;
+          }
           updates.push({ doc, row, old, state: joined, bytes: joinedBytes });
         }
         if (updates.length === 0) continue;
+        // Part of an atomic change is new here and part is already held (maybe superseded by
+        // a write made with a version read elsewhere). The held documents move to the new
+        // seq too, unchanged, so the change stays whole in this feed for the next replica.
+        const moved = updates.length;
+        for (const u of unchanged) updates.push({ ...u, state: u.old.state, bytes: u.old.bytes });
         const seq = ++next.seq;
         const flags = updates.length > 1 ? FLAG_IN_GROUP : 0;
-        for (const u of updates) {
+        for (const [i, u] of updates.entries()) {
           this.record(tx, next, u.doc, u.row, u.old, u.state, seq, flags, u.bytes);
+          if (i >= moved) continue;
           events.push({ collection: u.doc.collection, id: u.doc.id, seq, origin: 'remote' });
           count++;
         }

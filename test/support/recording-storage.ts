@@ -11,11 +11,14 @@ export interface RecordedPut {
   seq: number;
   /** The replicated state bytes (the row without its local flag byte). */
   state: Uint8Array;
+  /** Which committed write transaction put it (0, 1, 2, ...). */
+  commit: number;
 }
 
 export class RecordingStorage implements Storage {
   readonly puts: RecordedPut[] = [];
   readonly name: string;
+  private commits = 0;
 
   constructor(private readonly inner: Storage) {
     this.name = `recording:${inner.name}`;
@@ -28,12 +31,13 @@ export class RecordingStorage implements Storage {
     const result = await this.inner.write((tx) => {
       const wrapped: WriteTx = Object.create(tx) as WriteTx;
       wrapped.putDoc = (row: DocRow) => {
-        staged.push({ collection: row.collection, id: row.id, seq: row.seq, state: row.state.slice(1) });
+        staged.push({ collection: row.collection, id: row.id, seq: row.seq, state: row.state.slice(1), commit: -1 });
         tx.putDoc(row);
       };
       return fn(wrapped);
     });
-    this.puts.push(...staged);
+    const commit = this.commits++;
+    for (const p of staged) this.puts.push({ ...p, commit });
     return result;
   }
 
