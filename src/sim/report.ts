@@ -13,8 +13,10 @@ import type { TraceEntry } from './trace.js';
 export function minimalTrace(result: SimResult, v: Violation, maxLines = 60): TraceEntry[] {
   const keys = new Set(v.keys);
   const replicas = new Set(v.replicas);
-  const relevant = result.trace.filter((e) => {
-    if (e.atMs > v.atMs) return false;
+  const since = v.sinceMs ?? -Infinity;
+  const relevant = result.trace.filter((e, i) => {
+    if (i === 0) return true; // the run's header: its shape
+    if (e.atMs > v.atMs || e.atMs < since) return false;
     if (e.text.startsWith('VIOLATION')) return false;
     if (keys.size > 0) {
       if (e.keys !== undefined) return e.keys.some((k) => keys.has(k));

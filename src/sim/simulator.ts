@@ -12,7 +12,7 @@
  *   quiet round    three heartbeats more: nothing but pings may move
  *   check          checker.ts, over the history, the commit logs and the final states
  */
-import { decodeRecord, encodeRecord, bytesEqual } from '../core/index.js';
+import { Encoder, bytesEqual, decodeRecord, encodeRecord, hash128, toHex, winner } from '../core/index.js';
 import type { Policy } from '../core/index.js';
 import type { Env, Logger } from '../env/index.js';
 import { Replica, SessionDriver } from '../replication/index.js';
@@ -47,7 +47,7 @@ export interface SimOptions {
   seed: number;
   /** 3-7; drawn from the seed when absent. */
   replicas?: number;
-  /** Client operations in the safety phase. */
+  /** Client operations in the safety phase (30-200, drawn from the seed when absent). */
   ops?: number;
   /** Fault kinds to inject (default: all). */
   faults?: readonly FaultKind[];
@@ -105,11 +105,10 @@ export interface SimResult {
   readonly replicaIds: readonly string[];
 }
 
-export const DEFAULT_OPS = 120;
 const HEARTBEAT_MS = 2000;
 const DEAD_AFTER_MS = 6000;
 /** Microtask turns without storage activity after which the system counts as settled. */
-const SETTLE_IDLE_TICKS = 24;
+const SETTLE_IDLE_TICKS = 16;
 const HEAL_VIRTUAL_MS_MAX = 10 * 60_000;
 const HEAL_EVENTS_MAX = 400_000;
 
@@ -119,7 +118,7 @@ export function resolveOptions(options: SimOptions): ResolvedOptions {
   return {
     seed: options.seed >>> 0,
     replicas: options.replicas ?? drawn.replicas,
-    ops: options.ops ?? DEFAULT_OPS,
+    ops: options.ops ?? drawn.ops,
     faults: options.faults ?? FAULT_KINDS,
     topology: options.topology ?? drawn.topology,
     keys: options.keys ?? drawn.keys,
@@ -128,7 +127,7 @@ export function resolveOptions(options: SimOptions): ResolvedOptions {
 }
 
 /** The first draws of the shape stream: what a seed picks when the options leave it open. */
-function drawShape(shape: SeededRandom): { replicas: number; topology: Topology; keys: number } {
+function drawShape(shape: SeededRandom): { replicas: number; topology: Topology; keys: number; ops: number } {
   const replicas = between(shape, 3, 7);
   const topology = weighted<Topology>(shape, [
     ['all-to-all', 3],
@@ -138,7 +137,8 @@ function drawShape(shape: SeededRandom): { replicas: number; topology: Topology;
     ['random', 3],
   ]);
   const keys = between(shape, 2, 8);
-  return { replicas, topology, keys };
+  const ops = between(shape, 30, 200);
+  return { replicas, topology, keys, ops };
 }
 
 /** The command that replays a run exactly. */
@@ -778,8 +778,10 @@ class Simulation implements ClientCluster {
           });
         }
       }
-      const digest = replica.status().digest;
+      const status = replica.status();
+      const digest = status.digest;
       digests.push(digest);
+      this.checkStatus(s, status, states);
       this.trace.mix(this.time.nowMs, `${s.id} digest ${digest}`);
       finals.push({ index: s.index, id: s.id, digest, states });
       for (const k of sorted) {
@@ -811,6 +813,38 @@ class Simulation implements ClientCluster {
       this.checker.checkSameViews(views, this.time.nowMs);
     }
     return digests;
+  }
+
+  /** The status a replica reports (digest, counts) must be the one its stored states give. */
+  private checkStatus(
+    s: ReplicaSlot,
+    status: { digest: string; docs: number; conflicts: number },
+    states: ReadonlyMap<string, Uint8Array>,
+  ): void {
+    const acc = new Uint8Array(16);
+    let docs = 0;
+    let conflicts = 0;
+    for (const [k, bytes] of states) {
+      const [collection, id] = splitKey(k);
+      // The digest term of replica.ts: hash128 of the key's two strings and the state bytes.
+      const term = hash128(new Encoder(bytes.length + 32).string(collection).string(id).raw(bytes).finish());
+      for (let i = 0; i < 16; i++) acc[i] = (acc[i] as number) ^ (term[i] as number);
+      const state = decodeRecord(bytes);
+      const win = winner(state);
+      if (win !== undefined && win.value !== null) docs++;
+      if (state.siblings.length > 1) conflicts++;
+    }
+    const expected = toHex(acc);
+    if (expected !== status.digest || docs !== status.docs || conflicts !== status.conflicts) {
+      this.violation({
+        invariant: 'G2',
+        message:
+          `${s.id}'s status does not match its stored documents: digest ${status.digest.slice(0, 12)} ` +
+          `(states give ${expected.slice(0, 12)}), docs ${status.docs} (${docs}), conflicts ${status.conflicts} (${conflicts})`,
+        keys: [],
+        replicas: [s.index],
+      });
+    }
   }
 
   private note(
