@@ -230,7 +230,9 @@ async function main(): Promise<void> {
         'failed writes': l.failed,
       },
     ]);
-    console.log(`catch-up time excludes the ${fmt(startup)} ms a leader of this build takes to start and answer (measured with no peer)`);
+    console.log(
+      `catch-up time excludes the ${fmt(startup)} ms a leader of this build takes to start and answer (measured with no peer)`,
+    );
     console.log('targets: catch-up >= 100,000 docs/s; live lag p99 < 50 ms; memory flat in the number of documents');
     const file = writeResults('replication', {
       bench: 'replication',
