@@ -25,12 +25,15 @@ const { values: args } = parseArgs({
     docs: { type: 'string', default: '100000' },
     rate: { type: 'string', default: '2000' },
     seconds: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '3' },
     'no-build': { type: 'boolean', default: false },
   },
 });
 const DOCS = Number(args.docs);
 const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
+/** Seconds of writes at the same rate before measuring: fresh processes compile their hot paths. */
+const WARMUP = Number(args.warmup);
 
 function peakRssMiB(pid: number | undefined): number {
   if (pid === undefined) return NaN;
@@ -168,15 +171,19 @@ async function live(root: string) {
   })().catch(() => {});
   // Write at a fixed rate: a tick every 10 ms sends RATE/100 writes.
   const perTick = Math.max(1, Math.round(RATE / 100));
+  const warm = RATE * WARMUP;
   let sent = 0;
   let failed = 0;
-  const t0 = performance.now();
+  let t0 = performance.now();
+  let measuredFrom = performance.now();
   const inflight = new Set<Promise<void>>();
-  while (sent < total) {
-    const due = Math.min(total, Math.floor(((performance.now() - t0) / 10) * perTick) + perTick);
+  while (sent < warm + total) {
+    const due = Math.min(warm + total, Math.floor(((performance.now() - t0) / 10) * perTick) + perTick);
     while (sent < due) {
-      const id = `w${sent++}`;
-      sentAt.set(id, performance.now());
+      if (sent === warm) measuredFrom = performance.now();
+      const measured = sent >= warm;
+      const id = measured ? `w${sent++}` : `warm${sent++}`;
+      if (measured) sentAt.set(id, performance.now());
       const p = put(a.url, 'live', id, { n: sent })
         .then((status) => {
           if (status !== 201) failed++;
@@ -186,7 +193,8 @@ async function live(root: string) {
     }
     await new Promise((r) => setTimeout(r, 5));
   }
-  const writeSeconds = (performance.now() - t0) / 1000;
+  const writeSeconds = (performance.now() - measuredFrom) / 1000;
+  t0 = measuredFrom;
   await Promise.all(inflight);
   await until('every write to reach b', () => (arrived >= total ? true : undefined), 60_000, 20);
   abort.abort();
@@ -223,7 +231,7 @@ async function main(): Promise<void> {
     console.log();
     printTable([
       {
-        work: `live: ${fmt(l.writes)} writes at ${fmt(RATE)}/s (achieved ${fmt(l.achievedRate)}/s)`,
+        work: `live: ${fmt(l.writes)} writes at ${fmt(RATE)}/s (achieved ${fmt(l.achievedRate)}/s), after ${WARMUP} s of warm-up`,
         'lag p50 ms': fmt(l.p50, 1),
         'lag p99 ms': fmt(l.p99, 1),
         'lag max ms': fmt(l.max, 1),
