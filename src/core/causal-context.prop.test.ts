@@ -1,20 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { dbErrorOf } from '../../test/support/errors.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
 import { CausalContext } from './causal-context.js';
 import { Decoder, Encoder, bytesEqual, toHex } from './codec.js';
 import type { Dot } from './dot.js';
-
-/** Runs `fn` and returns the DbError it throws, failing the test on anything else. */
-function dbErrorOf(fn: () => unknown): DbError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DbError) return e;
-    throw e;
-  }
-  throw new Error('expected a DbError, nothing was thrown');
-}
 
 function expectCorrupt(fn: () => unknown): void {
   expect(dbErrorOf(fn).code).toBe(ErrorCode.corrupt);

@@ -1,6 +1,8 @@
 import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { dbErrorOf } from '../../test/support/errors.js';
+import { codePoint } from '../../test/support/arbitraries.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
 import {
   Decoder,
@@ -13,17 +15,6 @@ import {
   toHex,
   utf8,
 } from './codec.js';
-
-/** Runs `fn` and returns the DbError it throws, failing the test on anything else. */
-function dbErrorOf(fn: () => unknown): DbError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DbError) return e;
-    throw e;
-  }
-  throw new Error('expected a DbError, nothing was thrown');
-}
 
 function expectCorrupt(fn: () => unknown): void {
   expect(dbErrorOf(fn).code).toBe(ErrorCode.corrupt);
@@ -38,20 +29,6 @@ function onlyCorrupt(fn: () => unknown): void {
     expect(e.code).toBe(ErrorCode.corrupt);
   }
 }
-
-/**
- * One Unicode scalar value (any code point but a surrogate), from every UTF-8 length class.
- * fast-check's own 'binary' unit does the same but takes over a second to set up.
- */
-const codePoint = fc
-  .oneof(
-    fc.integer({ min: 0, max: 0x7f }),
-    fc.integer({ min: 0x80, max: 0x7ff }),
-    fc.integer({ min: 0x800, max: 0xd7ff }),
-    fc.integer({ min: 0xe000, max: 0xffff }),
-    fc.integer({ min: 0x10000, max: 0x10ffff }),
-  )
-  .map((cp) => String.fromCodePoint(cp));
 
 const uint = fc.oneof(fc.integer({ min: 0, max: 300 }), fc.maxSafeNat());
 /** Well-formed strings (no lone surrogates): ASCII only, or with multi-byte and astral characters. */

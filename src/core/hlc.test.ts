@@ -1,19 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DbError, ErrorCode } from '../shared/errors.js';
+import { dbErrorOf } from '../../test/support/errors.js';
+import { ErrorCode } from '../shared/errors.js';
 import type { Hlc } from './hlc.js';
 import { DEFAULT_MAX_SKEW_MS, HLC_ZERO, compareHlc, hlcToIso, maxHlc, observe, tick } from './hlc.js';
-
-/** Runs `fn` and returns the DbError it throws, failing the test on anything else. */
-function dbErrorOf(fn: () => unknown): DbError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DbError) return e;
-    throw e;
-  }
-  throw new Error('expected a DbError, nothing was thrown');
-}
 
 const hlcArb: fc.Arbitrary<Hlc> = fc.record({
   ms: fc.integer({ min: 0, max: 2_000_000_000_000 }),

@@ -1,21 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DbError, ErrorCode } from '../shared/errors.js';
+import { dbErrorOf } from '../../test/support/errors.js';
+import { ErrorCode } from '../shared/errors.js';
 import { fromUtf8 } from './codec.js';
 import { encodeJsonValue } from './json-value.js';
 import { DEFAULT_LIMITS } from './names.js';
 import type { Limits } from './names.js';
-
-/** Runs `fn` and returns the DbError it throws, failing the test on anything else. */
-function dbErrorOf(fn: () => unknown): DbError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DbError) return e;
-    throw e;
-  }
-  throw new Error('expected a DbError, nothing was thrown');
-}
 
 function expectInvalid(value: unknown): void {
   expect(dbErrorOf(() => encodeJsonValue(value, DEFAULT_LIMITS)).code).toBe(ErrorCode.invalidInput);

@@ -1,41 +1,18 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { dbErrorOf } from '../../test/support/errors.js';
+import { codePoint } from '../../test/support/arbitraries.js';
 import { HLC_ZERO } from './hlc.js';
-import { DbError, ErrorCode } from '../shared/errors.js';
+import { ErrorCode } from '../shared/errors.js';
 import { fromBase64Url, toBase64Url } from './codec.js';
 import { contextToken, dotToken, parseToken } from './version-token.js';
 import { sortVv } from './version-vector.js';
-
-/** Runs `fn` and returns the DbError it throws, failing the test on anything else. */
-function dbErrorOf(fn: () => unknown): DbError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DbError) return e;
-    throw e;
-  }
-  throw new Error('expected a DbError, nothing was thrown');
-}
 
 function expectBadVersion(collection: string, id: string, token: string): void {
   expect(dbErrorOf(() => parseToken(collection, id, token)).code).toBe(ErrorCode.badVersion);
 }
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-
-/**
- * One Unicode scalar value (any code point but a surrogate), from every UTF-8 length class.
- * fast-check's own 'binary' unit does the same but takes over a second to set up.
- */
-const codePoint = fc
-  .oneof(
-    fc.integer({ min: 0, max: 0x7f }),
-    fc.integer({ min: 0x80, max: 0x7ff }),
-    fc.integer({ min: 0x800, max: 0xd7ff }),
-    fc.integer({ min: 0xe000, max: 0xffff }),
-    fc.integer({ min: 0x10000, max: 0x10ffff }),
-  )
-  .map((cp) => String.fromCodePoint(cp));
 
 const nameArb = fc.string({ unit: codePoint, minLength: 1, maxLength: 20 });
 const replicaArb = fc.string({ unit: codePoint, minLength: 1, maxLength: 12 });

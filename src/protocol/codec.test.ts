@@ -1,20 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { dbErrorOf } from '../../test/support/errors.js';
 import { Encoder } from '../core/codec.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
 import { decodeMessage, encodeMessage, WIRE_LIMITS } from './codec.js';
 import type { Message, MessageOf } from './messages.js';
 import { PROTOCOL_VERSION } from './version.js';
-
-/** Runs `fn` and returns the DbError it throws, failing the test on anything else. */
-function dbErrorOf(fn: () => unknown): DbError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DbError) return e;
-    throw e;
-  }
-  throw new Error('expected a DbError, nothing was thrown');
-}
 
 function refusal(frame: Uint8Array, limits?: { frameBytesMax?: number }): DbError {
   const e = dbErrorOf(() => decodeMessage(frame, limits));
