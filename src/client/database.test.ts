@@ -156,7 +156,7 @@ describe('collections', () => {
     us.collection('todos').subscribe((e) => seen.push(e));
     await eu.collection('todos').put('t1', 1);
     await sync(eu, us);
-    expect(seen).toEqual([{ collection: 'todos', id: 't1', seq: us.status().seq, origin: 'remote' }]);
+    expect(seen).toEqual([{ collection: 'todos', id: 't1', seq: us.status().seq, origin: 'remote', conflict: false }]);
   });
 
   it('refuses bad collection names and ids with invalid_name', async () => {

@@ -13,8 +13,15 @@
  * commutative, associative and idempotent, so replicas converge in any delivery order.
  * Deletes are tombstone siblings, so a delete concurrent with an update is a conflict too.
  * Values stay as the UTF-8 JSON bytes the writer produced: join and encode never parse them.
+ *
+ * The same dot store holds every document kind (Almeida et al., "Delta State Replicated Data
+ * Types": a causal CRDT is a dot store plus a causal context, and its join is this one). An
+ * entry may sit at a `path` (a JSON pointer into a map document) and be a register value (the
+ * default), a counter's per-replica total, or a set element. Joins never look at the path or
+ * the type, only `lww` reduction does (per path), so documents of every kind, and documents
+ * whose collection changed kind, join the same way. src/crdt gives the entries their meaning.
  */
-import { Decoder, Encoder, compareBytes } from './codec.js';
+import { Decoder, Encoder, compareBytes, fromUtf8 } from './codec.js';
 import { isJsonText } from './json-check.js';
 import type { Dot } from './dot.js';
 import { compareDots } from './dot.js';
@@ -27,11 +34,34 @@ import { DbError, ErrorCode } from '../shared/errors.js';
 export const Policy = { keep: 'keep', lww: 'lww', merge: 'merge' } as const;
 export type Policy = (typeof Policy)[keyof typeof Policy];
 
+/** What an entry other than a register value holds. */
+export type EntryType = 'count' | 'element';
+
 export interface Sibling {
   readonly dot: Dot;
   readonly hlc: Hlc;
-  /** UTF-8 JSON text of the value; null for a tombstone (a delete). */
+  /**
+   * UTF-8 JSON text of the value; null for a tombstone (a delete, only at the root). A
+   * counter entry holds `[p,n]`, its replica's total increments and decrements; a set
+   * element entry holds the element.
+   */
   readonly value: Uint8Array | null;
+  /** Where in a map document: a JSON pointer; absent for the whole document (''). */
+  readonly path?: string;
+  /** Absent for a register value. */
+  readonly type?: EntryType;
+}
+
+/** A per-path policy, for map documents whose fields differ. */
+export type PolicyAt = (path: string) => Policy;
+
+export function pathOf(s: Sibling): string {
+  return s.path ?? '';
+}
+
+/** A register value or tombstone at the document's root: what a record document holds. */
+export function isRootRegister(s: Sibling): boolean {
+  return s.type === undefined && (s.path === undefined || s.path === '');
 }
 
 export interface RecordState {
@@ -42,8 +72,26 @@ export interface RecordState {
 
 export const EMPTY_RECORD: RecordState = { siblings: [], context: new Map() };
 
-/** Document kinds, as the first byte of an encoded state. Later kinds take later bytes. */
+/** The format of an encoded state, as its first byte. Later formats take later bytes. */
 export const KIND_RECORD = 1;
+
+/**
+ * An entry's first byte: 0 a root tombstone, 1 a root value (a record's siblings, the common
+ * case, kept at one byte), then entries that carry a path: 2 a register value, 3 a counter
+ * total, 4 a set element. Root entries other than register values use flags 3 and 4 with ''.
+ */
+const ENTRY_TOMBSTONE = 0;
+const ENTRY_VALUE = 1;
+const ENTRY_PATH_VALUE = 2;
+const ENTRY_COUNT = 3;
+const ENTRY_ELEMENT = 4;
+
+function entryFlag(s: Sibling): number {
+  if (s.type === 'count') return ENTRY_COUNT;
+  if (s.type === 'element') return ENTRY_ELEMENT;
+  if (s.path !== undefined && s.path !== '') return ENTRY_PATH_VALUE;
+  return s.value === null ? ENTRY_TOMBSTONE : ENTRY_VALUE;
+}
 
 function hasDot(siblings: readonly Sibling[], dot: Dot): boolean {
   for (const s of siblings) if (s.dot.replica === dot.replica && s.dot.counter === dot.counter) return true;
@@ -68,21 +116,49 @@ export function compareLww(a: Sibling, b: Sibling): number {
   return a.dot.counter - b.dot.counter;
 }
 
+/** The winner among the root register values (a record document's siblings). */
 export function winner(state: RecordState): Sibling | undefined {
   let best: Sibling | undefined;
-  for (const s of state.siblings) if (best === undefined || compareForWinner(s, best) > 0) best = s;
+  for (const s of state.siblings) {
+    if (isRootRegister(s) && (best === undefined || compareForWinner(s, best) > 0)) best = s;
+  }
   return best;
 }
 
-/** `lww` keeps only the latest sibling; the losers' dots stay in the context, so they never return. */
-function applyPolicy(siblings: Sibling[], policy: Policy): Sibling[] {
-  if (policy !== Policy.lww || siblings.length <= 1) return siblings;
-  let best = siblings[0] as Sibling;
-  for (const s of siblings) if (compareLww(s, best) > 0) best = s;
-  return [best];
+/** True when the document holds nothing live: no entry at all, or only tombstones. */
+export function isDeletedState(state: RecordState): boolean {
+  for (const s of state.siblings) if (s.value !== null) return false;
+  return true;
 }
 
-export function joinRecords(a: RecordState, b: RecordState, policy: Policy = Policy.keep): RecordState {
+/**
+ * `lww` keeps only the latest register value at each path; the losers' dots stay in the
+ * context, so they never return. Counter and set entries are never reduced.
+ */
+function applyPolicy(siblings: Sibling[], policy: Policy | PolicyAt): Sibling[] {
+  if (siblings.length <= 1) return siblings;
+  if (typeof policy !== 'function') {
+    if (policy !== Policy.lww) return siblings;
+    if (siblings.every(isRootRegister)) {
+      let best = siblings[0] as Sibling;
+      for (const s of siblings) if (compareLww(s, best) > 0) best = s;
+      return [best];
+    }
+  }
+  const policyAt = typeof policy === 'function' ? policy : () => policy;
+  const best = new Map<string, Sibling>();
+  for (const s of siblings) {
+    if (s.type !== undefined) continue;
+    const path = pathOf(s);
+    if (policyAt(path) !== Policy.lww) continue;
+    const b = best.get(path);
+    if (b === undefined || compareLww(s, b) > 0) best.set(path, s);
+  }
+  if (best.size === 0) return siblings;
+  return siblings.filter((s) => s.type !== undefined || !best.has(pathOf(s)) || best.get(pathOf(s)) === s);
+}
+
+export function joinRecords(a: RecordState, b: RecordState, policy: Policy | PolicyAt = Policy.keep): RecordState {
   const out: Sibling[] = [];
   for (const s of a.siblings) {
     if (hasDot(b.siblings, s.dot) || !vvCovers(b.context, s.dot)) out.push(s);
@@ -117,7 +193,7 @@ export function latestHlc(state: RecordState): Hlc {
 export function writeRecord(
   state: RecordState,
   write: { dot: Dot; hlc: Hlc; value: Uint8Array | null; basis: WriteBasis },
-  policy: Policy = Policy.keep,
+  policy: Policy | PolicyAt = Policy.keep,
 ): RecordState {
   const { basis } = write;
   const mine: Sibling = { dot: write.dot, hlc: write.hlc, value: write.value };
@@ -158,8 +234,10 @@ export function encodeRecordTo(enc: Encoder, state: RecordState): void {
   enc.uint(state.siblings.length);
   for (const s of state.siblings) {
     enc.string(s.dot.replica).uint(s.dot.counter).uint(s.hlc.ms).uint(s.hlc.c);
-    if (s.value === null) enc.byte(0);
-    else enc.byte(1).bytes(s.value);
+    const flag = entryFlag(s);
+    enc.byte(flag);
+    if (flag >= ENTRY_PATH_VALUE) enc.string(s.path ?? '');
+    if (flag !== ENTRY_TOMBSTONE) enc.bytes(s.value as Uint8Array);
   }
   encodeVv(enc, state.context);
 }
@@ -188,14 +266,13 @@ export function decodeRecordFrom(dec: Decoder, options: { checkJson?: boolean } 
     const ms = dec.uint();
     const c = dec.uint();
     const flag = dec.byte();
-    let value: Uint8Array | null;
-    if (flag === 0) value = null;
-    else if (flag === 1) {
-      value = dec.bytes().slice();
-      if (options.checkJson === true) checkJsonText(value);
-    } else throw new DbError(ErrorCode.corrupt, 'bad sibling flag');
+    if (flag > ENTRY_ELEMENT) throw new DbError(ErrorCode.corrupt, 'bad sibling flag');
+    const path = flag >= ENTRY_PATH_VALUE ? dec.string() : undefined;
+    const value = flag === ENTRY_TOMBSTONE ? null : dec.bytes().slice();
     if (counter < 1) throw new DbError(ErrorCode.corrupt, 'sibling counter below 1');
-    const s: Sibling = { dot: { replica, counter }, hlc: { ms, c }, value };
+    let s: Sibling = { dot: { replica, counter }, hlc: { ms, c }, value };
+    if (flag >= ENTRY_PATH_VALUE) s = checkEntry(flag, path as string, value as Uint8Array, s, options);
+    else if (value !== null && options.checkJson === true) checkJsonText(value);
     const prev = siblings[siblings.length - 1];
     if (prev !== undefined && compareDots(prev.dot, s.dot) >= 0) {
       throw new DbError(ErrorCode.corrupt, 'siblings not sorted');
@@ -207,6 +284,38 @@ export function decodeRecordFrom(dec: Decoder, options: { checkJson?: boolean } 
     if (!vvCovers(context, s.dot)) throw new DbError(ErrorCode.corrupt, 'sibling not covered by its context');
   }
   return { siblings, context };
+}
+
+const COUNT_TEXT = /^\[(0|[1-9][0-9]{0,15}),(0|[1-9][0-9]{0,15})\]$/;
+
+/** Validates a map, counter or set entry, which must also be in its canonical form. */
+function checkEntry(
+  flag: number,
+  path: string,
+  value: Uint8Array,
+  s: Sibling,
+  options: { checkJson?: boolean },
+): Sibling {
+  if (path !== '' && !isJsonPointer(path)) throw new DbError(ErrorCode.corrupt, 'entry path is not a JSON pointer');
+  if (flag === ENTRY_PATH_VALUE) {
+    if (path === '') throw new DbError(ErrorCode.corrupt, 'a root value entry must use the short form');
+    if (options.checkJson === true) checkJsonText(value);
+    return { ...s, path };
+  }
+  if (flag === ENTRY_COUNT) {
+    const m = COUNT_TEXT.exec(fromUtf8(value));
+    if (m === null || !Number.isSafeInteger(Number(m[1])) || !Number.isSafeInteger(Number(m[2]))) {
+      throw new DbError(ErrorCode.corrupt, 'counter entry is not [p,n]');
+    }
+    return path === '' ? { ...s, type: 'count' } : { ...s, path, type: 'count' };
+  }
+  if (options.checkJson === true) checkJsonText(value);
+  return path === '' ? { ...s, type: 'element' } : { ...s, path, type: 'element' };
+}
+
+/** RFC 6901: '' or '/'-separated keys in which '~' only starts '~0' or '~1'. */
+export function isJsonPointer(path: string): boolean {
+  return path === '' || /^(\/([^~]|~[01])*)+$/.test(path);
 }
 
 function checkJsonText(value: Uint8Array): void {
@@ -232,7 +341,9 @@ export function everyDotIn(bytes: Uint8Array, holds: (replica: string, counter: 
     const counter = dec.uint();
     dec.uint();
     dec.uint();
-    if (dec.byte() === 1) dec.raw(dec.uint());
+    const flag = dec.byte();
+    if (flag >= ENTRY_PATH_VALUE) dec.raw(dec.uint());
+    if (flag !== ENTRY_TOMBSTONE) dec.raw(dec.uint());
     if (!holds(replica, counter)) return false;
   }
   const entries = dec.uint();

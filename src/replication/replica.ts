@@ -22,6 +22,8 @@ import {
   checkDocId,
   checkReplicaId,
   compareDots,
+  compareForWinner,
+  compareHlc,
   contextToken,
   decodeRecord,
   encodeRecord,
@@ -35,29 +37,37 @@ import {
   observe,
   parseToken,
   hash128Into,
+  isDeletedState,
+  isRootRegister,
   tick,
   toHex,
   vvCovers,
+  vvWith,
   winner,
   writeRecord,
 } from '../core/index.js';
 import type { Dot, Hlc, JsonValue, Limits, RecordState, Sibling, WriteBasis } from '../core/index.js';
+import {
+  Kind,
+  applyPatch,
+  checkCollectionConfig,
+  diffToOps,
+  hasConflict,
+  materialize,
+  preparePatch,
+  toJson,
+} from '../crdt/index.js';
+import type { CollectionConfig, DocumentView, PatchOp, PreparedOp } from '../crdt/index.js';
 import type { Env } from '../env/env.js';
 import type { Change, DocChange } from '../protocol/index.js';
 import type { DocKey, DocRow, Storage, WriteTx } from '../storage/index.js';
 import { ConflictError, DbError, ErrorCode } from '../shared/errors.js';
 import { META_KEY, ReplicaMeta } from './replica-meta.js';
 import { FLAG_IN_GROUP, unwrapStored, wrapEncoded, wrapStored } from './stored-doc.js';
+import { CONFIG_COLLECTION, CollectionConfigs } from './collection-config.js';
+import type { CollectionOptions, MergeFunction } from './collection-config.js';
 
-/** A pure function of the live siblings' values, in canonical (dot) order. */
-export type MergeFunction = (values: JsonValue[]) => JsonValue;
-
-export interface CollectionOptions {
-  /** How concurrent writes are resolved: 'keep' (default), 'lww' or 'merge'. */
-  policy?: Policy;
-  /** Required with policy 'merge'. */
-  merge?: MergeFunction;
-}
+export type { CollectionOptions, MergeFunction };
 
 export interface ReplicaOptions {
   storage: Storage;
@@ -67,10 +77,15 @@ export interface ReplicaOptions {
   limits?: Partial<Limits>;
   /** How far ahead of our clock a remote HLC may be before its change is refused. */
   maxSkewMs?: number;
+  /** Local default settings per collection, until replicated ones (`configure`) arrive. */
   collections?: Record<string, CollectionOptions>;
+  /** Merge functions by the names collection settings give them. */
+  mergeFunctions?: Record<string, MergeFunction>;
 }
 
 export interface ConflictView {
+  /** For a map document: the field, as a JSON pointer. Absent for a whole record. */
+  path?: string;
   value: JsonValue | null;
   deleted: boolean;
   /** This sibling's own version: `If-Match` with it replaces exactly this sibling. */
@@ -97,13 +112,27 @@ export interface WriteResult {
 
 export type WriteOp =
   | { type: 'put'; collection: string; id: string; value: unknown; version?: string; ifAbsent?: boolean }
-  | { type: 'delete'; collection: string; id: string; version?: string };
+  | { type: 'delete'; collection: string; id: string; version?: string }
+  | { type: 'patch'; collection: string; id: string; ops: PatchOp[]; version?: string };
 
 export interface ChangeEvent {
   collection: string;
   id: string;
   seq: number;
   origin: 'local' | 'remote';
+  /** True when the document shows a conflict after this change. */
+  conflict: boolean;
+}
+
+/** One document in conflict, as `conflicts()` lists it. */
+export interface ConflictEntry {
+  collection: string;
+  id: string;
+  kind: 'siblings';
+  /** The document as GET shows it: the winner, its version and the losing siblings. */
+  value: JsonValue | null;
+  version: string;
+  conflicts: ConflictView[];
 }
 
 export interface FeedEntry {
@@ -145,9 +174,13 @@ export interface ReplicaStatus {
 interface PreparedWrite {
   collection: string;
   id: string;
+  /** For records: the new value's JSON text, null to delete. */
   value: Uint8Array | null;
   basis: WriteBasis | undefined;
   ifAbsent: boolean;
+  config: CollectionConfig;
+  /** For other kinds: what to do (a PUT becomes a patch once the current state is read). */
+  change?: { put: JsonValue } | { patch: PreparedOp[] } | { delete: true };
 }
 
 interface IncomingDoc {
@@ -167,7 +200,13 @@ export class Replica {
   private readonly listeners = new Set<(e: ChangeEvent) => void>();
   private readonly limits: Limits;
   private readonly maxSkewMs: number;
-  private readonly collections: Record<string, CollectionOptions>;
+  private readonly configs: CollectionConfigs;
+  private readonly conflictListeners = new Set<(e: ChangeEvent) => void>();
+  /** Merge write-backs and register reductions run one at a time, after the commits that call for them. */
+  private background: Promise<void> = Promise.resolve();
+  private mergeWrites = 0;
+  /** Settings documents changed by the commit in progress, applied when it succeeds. */
+  private configChanges: { collection: string; state: RecordState }[] = [];
 
   private constructor(
     private readonly storage: Storage,
@@ -178,18 +217,15 @@ export class Replica {
     this.meta = meta;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.maxSkewMs = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
-    this.collections = options.collections ?? {};
+    this.configs = new CollectionConfigs(options.collections ?? {}, options.mergeFunctions ?? {});
   }
 
   static async open(options: ReplicaOptions): Promise<Replica> {
     const { storage, env } = options;
     if (options.id !== undefined) checkReplicaId(options.id);
-    for (const [name, c] of Object.entries(options.collections ?? {})) {
-      checkCollection(name);
-      if (c.policy === Policy.merge && typeof c.merge !== 'function') {
-        throw new DbError(ErrorCode.invalidInput, `collection ${name} has policy 'merge' but no merge function`);
-      }
-    }
+    for (const name of Object.keys(options.collections ?? {})) checkCollection(name);
+    // Validates the defaults before the store is touched.
+    new CollectionConfigs(options.collections ?? {}, options.mergeFunctions ?? {});
     const meta = await storage.write(async (tx) => {
       const bytes = await tx.getMeta(META_KEY);
       if (bytes !== undefined) {
@@ -209,7 +245,19 @@ export class Replica {
     });
     // The persisted high-water mark keeps our HLC monotonic across restarts, even when the
     // wall clock went backwards meanwhile.
-    return new Replica(storage, env, meta, options);
+    const replica = new Replica(storage, env, meta, options);
+    await replica.loadConfigs();
+    return replica;
+  }
+
+  private async loadConfigs(): Promise<void> {
+    let after: string | undefined;
+    for (;;) {
+      const rows = await this.storage.read((tx) => tx.listDocs(CONFIG_COLLECTION, after, 500));
+      for (const row of rows) this.configs.update(row.id, unwrapStored(row.state).state);
+      if (rows.length < 500) return;
+      after = rows[rows.length - 1]?.id;
+    }
   }
 
   get id(): string {
@@ -221,8 +269,44 @@ export class Replica {
     return this.meta.seq;
   }
 
-  policyOf(collection: string): Policy {
-    return this.collections[collection]?.policy ?? Policy.keep;
+  /** The policy of `collection`'s registers (per path, for a map with per-field policies). */
+  policyOf(collection: string): ReturnType<CollectionConfigs['policyAt']> {
+    return this.configs.policyAt(collection);
+  }
+
+  // ---------------------------------------------------------------- collection settings
+
+  /** The settings `collection` is using now: replicated ones, else local defaults, else record/keep. */
+  collectionConfig(collection: string): CollectionConfig & { replicated: boolean } {
+    checkCollection(collection);
+    return { ...this.configs.get(collection), replicated: this.configs.isReplicated(collection) };
+  }
+
+  /**
+   * Changes `collection`'s settings at every replica: they are written here and replicate
+   * like data (last writer wins when two leaders change them concurrently).
+   */
+  async configure(collection: string, settings: unknown): Promise<CollectionConfig> {
+    this.checkOpen();
+    checkCollection(collection);
+    const config = checkCollectionConfig(settings, this.limits.valueDepthMax);
+    await this.write([{ type: 'put', collection: CONFIG_COLLECTION, id: collection, value: config }], true);
+    return config;
+  }
+
+  /** Registers a merge function under the name collection settings use for it. */
+  registerMerge(name: string, fn: MergeFunction): void {
+    this.configs.register(name, fn);
+  }
+
+  /** Merge function names that settings use but this replica has not registered. */
+  missingMerges(): string[] {
+    return this.configs.missingMerges();
+  }
+
+  /** How many merge resolutions this replica has written back since it opened. */
+  get mergeWriteBacks(): number {
+    return this.mergeWrites;
   }
 
   // ---------------------------------------------------------------- local writes
@@ -245,11 +329,23 @@ export class Replica {
     return (await this.write([op]))[0] as WriteResult;
   }
 
+  /** Applies operations to a map, counter or set document, all or none. */
+  async patch(
+    collection: string,
+    id: string,
+    ops: PatchOp[],
+    options: { version?: string } = {},
+  ): Promise<WriteResult> {
+    const op: WriteOp = { type: 'patch', collection, id, ops };
+    if (options.version !== undefined) op.version = options.version;
+    return (await this.write([op]))[0] as WriteResult;
+  }
+
   /**
    * Writes several documents atomically: all commit together, or, when any op is invalid or
    * conflicts, none does. Readers here and at every other replica never see part of it.
    */
-  async write(ops: readonly WriteOp[]): Promise<WriteResult[]> {
+  async write(ops: readonly WriteOp[], system = false): Promise<WriteResult[]> {
     this.checkOpen();
     if (!Array.isArray(ops) || ops.length === 0) {
       throw new DbError(ErrorCode.invalidInput, 'a batch needs at least one operation');
@@ -257,7 +353,7 @@ export class Replica {
     if (ops.length > this.limits.batchDocsMax) {
       throw new DbError(ErrorCode.tooLarge, `a batch holds at most ${this.limits.batchDocsMax} documents`);
     }
-    const prepared = ops.map((op) => this.prepare(op));
+    const prepared = ops.map((op) => this.prepare(op, system));
     const bytes = prepared.reduce((n, p) => n + (p.value?.length ?? 0), 0);
     if (bytes > this.limits.batchBytesMax) {
       throw new DbError(
@@ -282,15 +378,22 @@ export class Replica {
         const old = row === undefined ? undefined : unwrapStored(row.state);
         const state = old?.state ?? EMPTY_RECORD;
         const basis = this.checkBasis(p, state, next);
-        const dot: Dot = { replica: next.id, counter: ++next.counter };
         const now = this.env.clock.nowMs();
         // Stamp the write after everything its version saw, even what this leader has not received.
         if (basis.hlc !== undefined) next.hlc = observe(next.hlc, basis.hlc, now, this.maxSkewMs);
-        next.hlc = tick(next.hlc, now);
-        const written = writeRecord(state, { dot, hlc: next.hlc, value: p.value, basis }, this.policyOf(p.collection));
-        next.context.add(dot);
-        this.record(tx, next, p, row, old, written, seq, flags);
-        if (this.listeners.size > 0) events.push({ collection: p.collection, id: p.id, seq, origin: 'local' });
+        let written: RecordState;
+        if (p.change === undefined) {
+          const dot: Dot = { replica: next.id, counter: ++next.counter };
+          next.hlc = tick(next.hlc, now);
+          written = writeRecord(state, { dot, hlc: next.hlc, value: p.value, basis }, this.policyOf(p.collection));
+          next.context.add(dot);
+        } else {
+          written = this.applyChange(p, state, next, now);
+        }
+        const conflict = this.record(tx, next, p, row, old, written, seq, flags);
+        if (this.listeners.size > 0 || this.conflictListeners.size > 0) {
+          events.push({ collection: p.collection, id: p.id, seq, origin: 'local', conflict });
+        }
         results.push(writeResult(p.collection, p.id, written.context, next.hlc));
       }
       next.seq = seq;
@@ -298,34 +401,77 @@ export class Replica {
     });
   }
 
-  private prepare(op: WriteOp): PreparedWrite {
+  private prepare(op: WriteOp, system: boolean): PreparedWrite {
     if (op === null || typeof op !== 'object')
       throw new DbError(ErrorCode.invalidInput, 'an operation must be an object');
-    if (op.type !== 'put' && op.type !== 'delete') {
+    if (op.type !== 'put' && op.type !== 'delete' && op.type !== 'patch') {
       throw new DbError(
         ErrorCode.invalidInput,
         `unknown operation type ${JSON.stringify((op as { type?: unknown }).type)}`,
       );
     }
-    const collection = checkCollection(op.collection);
-    const id = checkDocId(op.id);
+    const collection = system && op.collection === CONFIG_COLLECTION ? op.collection : checkCollection(op.collection);
+    const id = system ? op.id : checkDocId(op.id);
+    const config = this.configs.get(collection);
     const value = op.type === 'put' ? encodeJsonValue(op.value, this.limits) : null;
     const basis = op.version === undefined ? undefined : parseToken(collection, id, op.version);
     const ifAbsent = op.type === 'put' && op.ifAbsent === true;
     if (ifAbsent && basis !== undefined) {
       throw new DbError(ErrorCode.invalidInput, 'a create-only write cannot also carry a version');
     }
-    return { collection, id, value, basis, ifAbsent };
+    const p: PreparedWrite = { collection, id, value, basis, ifAbsent, config };
+    if (config.kind === Kind.record) {
+      if (op.type === 'patch') preparePatch(op.ops, config.kind, this.limits); // throws the reason
+      return p;
+    }
+    if (basis?.kind === 'dot') {
+      throw new DbError(
+        ErrorCode.badVersion,
+        `a sibling's version applies to records only; ${collection} holds ${config.kind}s`,
+      );
+    }
+    if (op.type === 'patch') p.change = { patch: preparePatch(op.ops, config.kind, this.limits) };
+    else if (op.type === 'delete') p.change = { delete: true };
+    else if (config.kind === Kind.map) p.change = { put: op.value as JsonValue };
+    else {
+      throw new DbError(
+        ErrorCode.invalidInput,
+        config.kind === Kind.counter
+          ? `${collection} holds counters: change one with PATCH {"ops": [{"op": "increment", "path": "", "by": 1}]}`
+          : `${collection} holds sets: change one with PATCH add-to-set and remove-from-set operations`,
+      );
+    }
+    return p;
+  }
+
+  /** A map, counter or set write: its operations, each with a fresh dot, on the current state. */
+  private applyChange(p: PreparedWrite, state: RecordState, next: ReplicaMeta, now: number): RecordState {
+    const change = p.change as NonNullable<PreparedWrite['change']>;
+    const mint = (): { dot: Dot; hlc: Hlc } => {
+      const dot: Dot = { replica: next.id, counter: ++next.counter };
+      next.hlc = tick(next.hlc, now);
+      next.context.add(dot);
+      return { dot, hlc: next.hlc };
+    };
+    if ('delete' in change) {
+      // No tombstone: edits made concurrently elsewhere survive the delete, as in a map CRDT.
+      return { siblings: [], context: vvWith(state.context, mint().dot) };
+    }
+    const view = materialize(state);
+    const ops = 'put' in change ? diffToOps(view, change.put, p.config) : change.patch;
+    if (ops.length === 0) return { siblings: state.siblings, context: vvWith(state.context, mint().dot) };
+    return applyPatch(state, view, ops, next.id, mint);
   }
 
   /** The write's basis, refusing (409) a version that does not cover the current siblings. */
   private checkBasis(p: PreparedWrite, state: RecordState, next: ReplicaMeta): WriteBasis {
     const { basis } = p;
-    if (p.ifAbsent && !winnerIsDeleted(state)) {
+    if (p.ifAbsent && !isDeletedState(state)) {
       throw new DbError(ErrorCode.preconditionFailed, `${p.collection}/${p.id} already exists`);
     }
     if (basis === undefined) {
-      if (p.value === null && winnerIsDeleted(state)) {
+      const deleting = p.change === undefined ? p.value === null : 'delete' in p.change;
+      if (deleting && isDeletedState(state)) {
         throw new DbError(ErrorCode.notFound, `${p.collection}/${p.id} does not exist`);
       }
       return { kind: 'context', context: state.context };
@@ -353,7 +499,10 @@ export class Replica {
     return basis;
   }
 
-  /** Writes one document's new state at `seq`, keeping digest, counts and links right. */
+  /**
+   * Writes one document's new state at `seq`, keeping digest, counts and links right.
+   * Returns whether the document shows a conflict now.
+   */
   private record(
     tx: WriteTx,
     next: ReplicaMeta,
@@ -364,7 +513,7 @@ export class Replica {
     seq: number,
     flags: number,
     encoded?: Uint8Array,
-  ): void {
+  ): boolean {
     // A row that left an atomic group keeps the mark: wherever it moves next, the group's
     // seq must still ship with it, so each move extends the chain of links.
     const carried = old === undefined ? flags : flags | (old.flags & FLAG_IN_GROUP);
@@ -374,13 +523,16 @@ export class Replica {
       // A row leaving (a chain from) an atomic group: the old seq must now ship with this one.
       if ((old.flags & FLAG_IN_GROUP) !== 0 && row.seq !== seq) tx.putLink(row.seq, seq);
       xorDocHash(next.digest, key, old.bytes);
-      next.docs -= winnerIsDeleted(old.state) ? 0 : 1;
-      next.conflicts -= old.state.siblings.length > 1 ? 1 : 0;
+      next.docs -= isDeletedState(old.state) ? 0 : 1;
+      next.conflicts -= conflicted(old.state) ? 1 : 0;
     }
     tx.putDoc({ collection: key.collection, id: key.id, seq, state: bytes });
     xorDocHash(next.digest, key, stateBytes);
-    next.docs += winnerIsDeleted(state) ? 0 : 1;
-    next.conflicts += state.siblings.length > 1 ? 1 : 0;
+    next.docs += isDeletedState(state) ? 0 : 1;
+    const conflict = conflicted(state);
+    next.conflicts += conflict ? 1 : 0;
+    if (key.collection === CONFIG_COLLECTION) this.configChanges.push({ collection: key.id, state });
+    return conflict;
   }
 
   // ---------------------------------------------------------------- reads
@@ -401,15 +553,16 @@ export class Replica {
   }
 
   private view(collection: string, id: string, state: RecordState): DocView | null {
+    if (!state.siblings.every(isRootRegister)) return this.documentView(collection, id, state);
     const win = winner(state);
     if (win === undefined || win.value === null) return null;
-    const policy = this.collections[collection];
     let value = decodeText(win.value);
     const others = state.siblings.filter((s) => s !== win);
     let conflicts = others.map((s) => this.conflictView(collection, id, s));
-    if (policy?.policy === Policy.merge && policy.merge !== undefined && others.length > 0) {
+    const merge = others.length > 0 ? this.configs.mergeAt(collection, id, '') : undefined;
+    if (merge !== undefined) {
       const live = state.siblings.filter((s) => s.value !== null).map((s) => decodeText(s.value as Uint8Array));
-      value = policy.merge(live);
+      value = merge(live);
       conflicts = [];
     }
     return {
@@ -422,7 +575,41 @@ export class Replica {
     };
   }
 
+  /** A map, counter or set document (or a record whose collection changed kind). */
+  private documentView(collection: string, id: string, state: RecordState, view?: DocumentView): DocView | null {
+    const v = view ?? materialize(state, (path) => this.configs.mergeAt(collection, id, path));
+    if (v.root === undefined) return null;
+    let latest: Sibling | undefined;
+    for (const s of state.siblings) if (latest === undefined || compareHlc(s.hlc, latest.hlc) > 0) latest = s;
+    const conflicts: ConflictView[] = [];
+    for (const c of v.conflicts) {
+      for (const s of c.siblings) {
+        const cv = this.conflictView(collection, id, s);
+        if (c.path !== '') cv.path = c.path;
+        conflicts.push(cv);
+      }
+    }
+    return {
+      id,
+      value: toJson(v.root),
+      version: contextToken(collection, id, state.context, latestHlc(state)),
+      origin: latest?.dot.replica ?? this.id,
+      time: hlcToIso(latest?.hlc ?? { ms: 0, c: 0 }),
+      conflicts,
+    };
+  }
+
   private conflictView(collection: string, id: string, s: Sibling): ConflictView {
+    if (!isRootRegister(s)) {
+      // A map field's sibling: resolved by setting the field, so it carries no version of its own.
+      return {
+        value: s.value === null ? null : decodeText(s.value),
+        deleted: s.value === null,
+        version: contextToken(collection, id, new Map([[s.dot.replica, s.dot.counter]]), s.hlc),
+        origin: s.dot.replica,
+        time: hlcToIso(s.hlc),
+      };
+    }
     return {
       value: s.value === null ? null : decodeText(s.value),
       deleted: s.value === null,
@@ -480,12 +667,60 @@ export class Replica {
         collection: row.collection,
         id: row.id,
         version: contextToken(row.collection, row.id, state.context, latestHlc(state)),
-        deleted: winnerIsDeleted(state),
-        conflicts: Math.max(0, state.siblings.length - 1),
+        deleted: isDeletedState(state),
+        conflicts: conflictCount(state),
       };
     });
     const last = rows[rows.length - 1];
     return { results, last_seq: last === undefined ? since : last.seq };
+  }
+
+  /**
+   * One page of the documents in conflict, in feed order (optionally of one collection).
+   * A page scans a bounded part of the feed, so it may hold fewer than `limit` results
+   * while `next` is not null: follow `next` (an opaque cursor) until it is.
+   */
+  async conflicts(
+    options: { collection?: string; after?: string; limit?: number } = {},
+  ): Promise<{ results: ConflictEntry[]; next: string | null }> {
+    this.checkOpen();
+    if (options.collection !== undefined) checkCollection(options.collection);
+    const limit = clampLimit(options.limit, 100, 1000);
+    let since = 0;
+    if (options.after !== undefined) {
+      since = Number(options.after);
+      if (!/^(0|[1-9][0-9]{0,15})$/.test(options.after) || !Number.isSafeInteger(since)) {
+        throw new DbError(ErrorCode.invalidInput, 'after must be the cursor a previous page returned as next');
+      }
+    }
+    const results: ConflictEntry[] = [];
+    // Nothing to find: skip the scan (the count is kept exact by every commit).
+    if (this.meta.conflicts === 0) return { results, next: null };
+    const budget = 10_000;
+    let scanned = 0;
+    for (;;) {
+      const rows = await this.storage.read((tx) => tx.feed(since, 1000));
+      for (const row of rows) {
+        since = row.seq;
+        scanned++;
+        if (options.collection !== undefined && row.collection !== options.collection) continue;
+        if (row.collection === CONFIG_COLLECTION) continue;
+        const { state } = unwrapStored(row.state);
+        if (!conflicted(state)) continue;
+        const v = this.view(row.collection, row.id, state);
+        results.push({
+          collection: row.collection,
+          id: row.id,
+          kind: 'siblings',
+          value: v?.value ?? null,
+          version: v?.version ?? contextToken(row.collection, row.id, state.context, latestHlc(state)),
+          conflicts: v === null ? state.siblings.map((x) => this.conflictView(row.collection, row.id, x)) : v.conflicts,
+        });
+        if (results.length === limit) return { results, next: String(row.seq) };
+      }
+      if (rows.length < 1000) return { results, next: null };
+      if (scanned >= budget) return { results, next: String(since) };
+    }
   }
 
   // ---------------------------------------------------------------- replication
@@ -634,7 +869,7 @@ export class Replica {
           if (row === undefined) {
             // New here: the join with nothing is the state itself (reduced, under lww).
             const policy = this.policyOf(doc.collection);
-            const fresh = policy === Policy.lww && doc.state.siblings.length > 1;
+            const fresh = policy !== Policy.keep && policy !== Policy.merge && doc.state.siblings.length > 1;
             const state = fresh ? joinRecords(EMPTY_RECORD, doc.state, policy) : doc.state;
             updates.push({ doc, row, old: undefined, state, bytes: fresh ? undefined : doc.bytes });
             continue;
@@ -661,9 +896,9 @@ export class Replica {
         const seq = ++next.seq;
         const flags = updates.length > 1 ? FLAG_IN_GROUP : 0;
         for (const [i, u] of updates.entries()) {
-          this.record(tx, next, u.doc, u.row, u.old, u.state, seq, flags, u.bytes);
+          const conflict = this.record(tx, next, u.doc, u.row, u.old, u.state, seq, flags, u.bytes);
           if (i >= moved) continue;
-          events.push({ collection: u.doc.collection, id: u.doc.id, seq, origin: 'remote' });
+          events.push({ collection: u.doc.collection, id: u.doc.id, seq, origin: 'remote', conflict });
           count++;
         }
         if (
@@ -692,8 +927,8 @@ export class Replica {
       let collection: string;
       let id: string;
       try {
-        collection = checkCollection(d.collection);
-        id = checkDocId(d.id);
+        collection = d.collection === CONFIG_COLLECTION ? d.collection : checkCollection(d.collection);
+        id = collection === CONFIG_COLLECTION ? checkCollection(d.id) : checkDocId(d.id);
       } catch (cause) {
         throw new DbError(ErrorCode.protocol, `change names an invalid document: ${(cause as Error).message}`, {
           cause,
@@ -752,6 +987,16 @@ export class Replica {
     };
   }
 
+  /**
+   * Calls `listener` after each committed change that leaves a document in conflict, local
+   * or remote, so an application can resolve conflicts as they arise (read the document,
+   * then write the resolution with its version). Returns an unsubscribe function.
+   */
+  onConflict(listener: (e: ChangeEvent) => void): () => void {
+    this.conflictListeners.add(listener);
+    return () => this.conflictListeners.delete(listener);
+  }
+
   /** Calls `listener` after each committed change, local or remote. Returns an unsubscribe function. */
   subscribe(listener: (e: ChangeEvent) => void): () => void {
     this.listeners.add(listener);
@@ -762,6 +1007,8 @@ export class Replica {
     if (this.closed) return;
     this.closed = true;
     this.listeners.clear();
+    this.conflictListeners.clear();
+    await this.background;
     await this.storage.close();
   }
 
@@ -782,6 +1029,7 @@ export class Replica {
     let prev: ReplicaMeta | undefined;
     let next: ReplicaMeta | undefined;
     let result: T;
+    this.configChanges = [];
     try {
       result = await this.storage.write(async (tx) => {
         prev = this.meta;
@@ -796,10 +1044,118 @@ export class Replica {
       });
     } catch (e) {
       if (prev !== undefined && this.meta === next) this.meta = prev;
+      this.configChanges = [];
       throw e;
     }
-    for (const e of events) for (const l of [...this.listeners]) l(e);
+    const changed = this.configChanges;
+    this.configChanges = [];
+    for (const c of changed)
+      if (this.configs.update(c.collection, c.state)) this.afterCommit(() => this.reduce(c.collection));
+    for (const e of events) {
+      for (const l of [...this.listeners]) l(e);
+      if (e.conflict) {
+        for (const l of [...this.conflictListeners]) l(e);
+        if (e.origin === 'remote') this.afterCommit(() => this.resolveByMerge(e.collection, e.id));
+      }
+    }
     return result;
+  }
+
+  /** Runs `job` after the current commits, one job at a time; a failing job is logged, never thrown. */
+  private afterCommit(job: () => Promise<void>): void {
+    this.background = this.background.then(async () => {
+      if (this.closed) return;
+      try {
+        await job();
+      } catch (e) {
+        if (this.closed) return;
+        this.env.logger.log('warn', 'background resolution failed', { error: (e as Error).message });
+      }
+    });
+  }
+
+  /** Resolves when the background work queued so far (merge write-backs, reductions) is done. */
+  async settled(): Promise<void> {
+    let b: Promise<void>;
+    do {
+      b = this.background;
+      await b;
+    } while (b !== this.background);
+  }
+
+  /**
+   * Writes a merge function's resolution back, so the siblings stop costing storage and
+   * every reader. Only one replica writes it: the origin of the winning sibling, a choice
+   * every replica holding the same siblings makes alike, so two leaders never write
+   * competing resolutions of the same conflict (which would be a new conflict). Other
+   * replicas show the merged value meanwhile; if that replica never comes back, the
+   * conflict just stays merged on read.
+   */
+  private async resolveByMerge(collection: string, id: string): Promise<void> {
+    const config = this.configs.get(collection);
+    const usesMerge =
+      config.policy === Policy.merge || Object.values(config.fields ?? {}).some((f) => f.policy === Policy.merge);
+    if (!usesMerge) return;
+    const state = await this.getState(collection, id);
+    if (state === undefined) return;
+    const version = contextToken(collection, id, state.context, latestHlc(state));
+    if (state.siblings.every(isRootRegister)) {
+      const merge = this.configs.mergeAt(collection, id, '');
+      const win = winner(state);
+      if (merge === undefined || win === undefined || state.siblings.length < 2 || win.dot.replica !== this.id) return;
+      const live = state.siblings.filter((s) => s.value !== null).map((s) => decodeText(s.value as Uint8Array));
+      if (live.length === 0) return;
+      await this.write([{ type: 'put', collection, id, value: merge(live), version }]);
+      this.mergeWrites++;
+      return;
+    }
+    const ops: PatchOp[] = [];
+    const view = materialize(state);
+    for (const c of view.conflicts) {
+      const merge = this.configs.mergeAt(collection, id, c.path);
+      if (merge === undefined || c.path === '') continue;
+      const registers = state.siblings.filter((s) => s.type === undefined && (s.path ?? '') === c.path);
+      let win: Sibling | undefined;
+      for (const s of registers) if (win === undefined || compareForWinner(s, win) > 0) win = s;
+      if (win === undefined || win.dot.replica !== this.id) continue;
+      const live = registers.filter((s) => s.value !== null).map((s) => decodeText(s.value as Uint8Array));
+      if (live.length > 1) ops.push({ op: 'set', path: c.path, value: merge(live) });
+    }
+    if (ops.length === 0) return;
+    await this.write([{ type: 'patch', collection, id, ops, version }]);
+    this.mergeWrites++;
+  }
+
+  /**
+   * After a collection (or a field) became last-writer-wins: drops the register siblings
+   * that lost, as a join under the new settings would. One replica doing it is enough (the
+   * drop replicates), and every replica doing it changes nothing more.
+   */
+  private async reduce(collection: string): Promise<void> {
+    const policy = this.policyOf(collection);
+    if (policy === Policy.keep || policy === Policy.merge) return;
+    let after: string | undefined;
+    for (;;) {
+      if (this.closed) return;
+      const rows = await this.storage.read((tx) => tx.listDocs(collection, after, 200));
+      await this.commit(async (tx, next) => {
+        let seq = 0;
+        for (const row of rows) {
+          const old = unwrapStored(row.state);
+          if (old.state.siblings.length < 2) continue;
+          const reduced = joinRecords(EMPTY_RECORD, old.state, this.policyOf(collection));
+          const bytes = encodeRecord(reduced);
+          if (bytesEqual(bytes, old.bytes)) continue;
+          // Read again inside the transaction: a write may have come in between.
+          const current = (await tx.getDocs([row]))[0];
+          if (current === undefined || !bytesEqual(current.state, row.state)) continue;
+          if (seq === 0) seq = ++next.seq;
+          this.record(tx, next, row, current, old, reduced, seq, 0, bytes);
+        }
+      });
+      if (rows.length < 200) return;
+      after = rows[rows.length - 1]?.id;
+    }
   }
 }
 
@@ -828,9 +1184,16 @@ function writeResult(collection: string, id: string, context: RecordState['conte
   return new LazyWriteResult(collection, id, context, hlc);
 }
 
-function winnerIsDeleted(state: RecordState): boolean {
-  const w = winner(state);
-  return w === undefined || w.value === null;
+/** Whether a document shows a conflict; for records, whether it has several siblings. */
+function conflicted(state: RecordState): boolean {
+  if (state.siblings.length <= 1) return false;
+  if (state.siblings.every(isRootRegister)) return true;
+  return hasConflict(state);
+}
+
+function conflictCount(state: RecordState): number {
+  if (state.siblings.every(isRootRegister)) return Math.max(0, state.siblings.length - 1);
+  return materialize(state).conflicts.reduce((n, c) => n + c.siblings.length, 0);
 }
 
 const digestScratch = new Encoder(4096);

@@ -1,0 +1,124 @@
+/**
+ * Collection settings, replicated: each collection's settings are a document of the system
+ * collection `_config` (id: the collection's name), a last-writer-wins record, so every
+ * leader ends up applying the same settings, whichever leader they were changed at.
+ *
+ * Until a collection's replicated settings arrive, a replica uses the local defaults given
+ * to `openReplica({ collections })`, then the built-in default (`record`, `keep`). Merge
+ * functions cannot replicate (they are code), so settings name them and every replica
+ * registers the functions under those names.
+ */
+import { Policy, fromUtf8, winner } from '../core/index.js';
+import type { JsonValue, PolicyAt, RecordState } from '../core/index.js';
+import { DEFAULT_CONFIG, Kind, checkCollectionConfig, mergeNameAt, policyAt } from '../crdt/index.js';
+import type { CollectionConfig } from '../crdt/index.js';
+import { DbError, ErrorCode } from '../shared/errors.js';
+
+export const CONFIG_COLLECTION = '_config';
+
+/**
+ * A pure function of a register's live sibling values, in canonical (dot) order. It must
+ * give the same result on every replica: no clocks, randomness or replica-local state.
+ */
+export type MergeFunction = (values: JsonValue[], where: { collection: string; id: string; path: string }) => JsonValue;
+
+/** Local defaults for a collection (openReplica's `collections` option). */
+export interface CollectionOptions {
+  kind?: Kind;
+  /** How concurrent writes are resolved: 'keep' (default), 'lww' or 'merge'. */
+  policy?: Policy;
+  /** With policy 'merge': a function, or the name of one registered with the replica. */
+  merge?: MergeFunction | string;
+  fields?: CollectionConfig['fields'];
+}
+
+export class CollectionConfigs {
+  private readonly replicated = new Map<string, CollectionConfig>();
+  private readonly local = new Map<string, CollectionConfig>();
+  private readonly merges = new Map<string, MergeFunction>();
+
+  constructor(defaults: Record<string, CollectionOptions>, merges: Record<string, MergeFunction>) {
+    for (const [name, fn] of Object.entries(merges)) this.register(name, fn);
+    for (const [name, o] of Object.entries(defaults)) {
+      let merge = o.merge;
+      if (typeof merge === 'function') {
+        this.register(name, merge);
+        merge = name;
+      }
+      if (o.policy === Policy.merge && merge === undefined) {
+        throw new DbError(ErrorCode.invalidInput, `collection ${name} has policy 'merge' but no merge function`);
+      }
+      const input: Record<string, unknown> = { kind: o.kind ?? Kind.record, policy: o.policy ?? Policy.keep };
+      if (merge !== undefined) input.merge = merge;
+      if (o.fields !== undefined) input.fields = o.fields;
+      try {
+        this.local.set(name, checkCollectionConfig(input));
+      } catch (e) {
+        throw new DbError(ErrorCode.invalidInput, `collection ${name}: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  register(name: string, fn: MergeFunction): void {
+    if (typeof fn !== 'function') throw new DbError(ErrorCode.invalidInput, `merge function ${name} is not a function`);
+    this.merges.set(name, fn);
+  }
+
+  get(collection: string): CollectionConfig {
+    if (collection === CONFIG_COLLECTION) return CONFIG_OF_CONFIG;
+    return this.replicated.get(collection) ?? this.local.get(collection) ?? DEFAULT_CONFIG;
+  }
+
+  /** Whether the settings come from the replicated `_config` document. */
+  isReplicated(collection: string): boolean {
+    return this.replicated.has(collection);
+  }
+
+  policyAt(collection: string): Policy | PolicyAt {
+    return policyAt(this.get(collection));
+  }
+
+  /** The merge function for a register at `path`, or undefined (then conflicts are kept). */
+  mergeAt(collection: string, id: string, path: string): ((values: JsonValue[]) => JsonValue) | undefined {
+    const name = mergeNameAt(this.get(collection), path);
+    const fn = name === undefined ? undefined : this.merges.get(name);
+    return fn === undefined ? undefined : (values) => fn(values, { collection, id, path });
+  }
+
+  /** Names of merge functions that settings use but this replica has not registered. */
+  missingMerges(): string[] {
+    const missing = new Set<string>();
+    for (const config of [...this.replicated.values(), ...this.local.values()]) {
+      const names = [config.merge, ...Object.values(config.fields ?? {}).map((f) => f.merge)];
+      for (const n of names) if (n !== undefined && !this.merges.has(n)) missing.add(n);
+    }
+    return [...missing].sort();
+  }
+
+  /**
+   * Takes the replicated settings of `collection` from its `_config` document's state.
+   * Returns true when the policies changed (registers may then need reducing). Settings that
+   * do not validate (written by a newer version) are ignored, keeping the previous ones.
+   */
+  update(collection: string, state: RecordState): boolean {
+    const before = this.get(collection);
+    const win = winner(state);
+    if (win === undefined || win.value === null) {
+      this.replicated.delete(collection);
+    } else {
+      try {
+        this.replicated.set(collection, checkCollectionConfig(JSON.parse(fromUtf8(win.value))));
+      } catch {
+        return false;
+      }
+    }
+    return JSON.stringify(policyShape(before)) !== JSON.stringify(policyShape(this.get(collection)));
+  }
+}
+
+function policyShape(c: CollectionConfig): unknown {
+  return [c.policy, Object.entries(c.fields ?? {}).map(([p, f]) => [p, f.policy])];
+}
+
+/** `_config` documents are records resolved by last-writer-wins. */
+const CONFIG_OF_CONFIG: CollectionConfig = { kind: Kind.record, policy: Policy.lww };
