@@ -1,5 +1,5 @@
 /**
- * put, get, del, conflicts, status and watch: thin commands over the HTTP API, human
+ * put, get, del, patch, config, conflicts, status and watch: thin commands over the HTTP API, human
  * output by default and JSON with --json. They hold no logic beyond formatting.
  */
 import type { Command } from 'commander';
@@ -73,22 +73,61 @@ export function addClientCommands(program: Command, print: Print = console.log):
     .description('list documents that hold concurrent writes')
     .option('--collection <name>', 'only this collection')
     .action(async (o: Common & { collection?: string }) => {
-      const found: { collection: string; id: string; conflicts: number }[] = [];
-      let since = 0;
-      for (;;) {
-        const { body } = await request(o.url, 'GET', `changes?since=${since}&limit=1000`);
-        const page = body as { results: { collection: string; id: string; conflicts: number }[]; last_seq: number };
-        for (const e of page.results) {
-          if (e.conflicts > 0 && (o.collection === undefined || e.collection === o.collection)) {
-            found.push({ collection: e.collection, id: e.id, conflicts: e.conflicts });
-          }
-        }
-        if (page.results.length === 0 || page.last_seq === since) break;
-        since = page.last_seq;
-      }
+      type Entry = { collection: string; id: string; value: unknown; conflicts: Record<string, unknown>[] };
+      const found: Entry[] = [];
+      let after: string | null = null;
+      do {
+        const q = new URLSearchParams({ limit: '1000' });
+        if (o.collection !== undefined) q.set('collection', o.collection);
+        if (after !== null) q.set('after', after);
+        const { body } = await request(o.url, 'GET', `conflicts?${q.toString()}`);
+        const page = body as { results: Entry[]; next: string | null };
+        found.push(...page.results);
+        after = page.next;
+      } while (after !== null);
       if (o.json === true) print(JSON.stringify({ results: found }));
       else if (found.length === 0) print('no conflicts');
-      else for (const f of found) print(`${f.collection}/${f.id}  ${f.conflicts + 1} concurrent versions`);
+      else {
+        for (const f of found) {
+          print(`${f.collection}/${f.id} = ${JSON.stringify(f.value)}`);
+          for (const c of f.conflicts) {
+            const v = c['deleted'] === true ? '(deleted)' : JSON.stringify(c['value']);
+            const at = c['path'] === undefined ? '' : `${String(c['path'])}: `;
+            print(`  conflict: ${at}${v}  from ${String(c['origin'])}, ${String(c['time'])}`);
+          }
+        }
+      }
+    });
+
+  withUrl(program.command('patch <collection> <id> <ops>'))
+    .description('apply operations to a map, counter or set document (ops: a JSON array)')
+    .option('--if-match <version>', 'the version you read: fails with 409 if the document changed since')
+    .action(async (collection: string, id: string, json: string, o: Common & { ifMatch?: string }) => {
+      const ops = parseValue(json);
+      if (!Array.isArray(ops)) {
+        throw new CliError('ops must be a JSON array, e.g. \'[{"op":"increment","path":"/visits","by":1}]\'', 2);
+      }
+      const headers: Record<string, string> = o.ifMatch === undefined ? {} : { 'if-match': o.ifMatch };
+      const { body } = await request(o.url, 'PATCH', docPath(collection, id), { body: { ops }, headers });
+      const b = body as { id: string; version: string };
+      print(o.json === true ? JSON.stringify(b) : `patched ${collection}/${b.id}  version ${b.version}`);
+    });
+
+  withUrl(program.command('config <collection> [settings]'))
+    .description("show a collection's settings, or change them at every leader (settings: JSON)")
+    .action(async (collection: string, json: string | undefined, o: Common) => {
+      const path = `db/${encodeURIComponent(collection)}/_config`;
+      const { body } =
+        json === undefined
+          ? await request(o.url, 'GET', path)
+          : await request(o.url, 'PUT', path, { body: parseValue(json) });
+      if (o.json === true) print(JSON.stringify(body));
+      else {
+        const c = body as { collection: string; kind: string; policy: string; merge?: string; fields?: unknown };
+        const merge = c.merge === undefined ? '' : ` (merge: ${c.merge})`;
+        const fields = c.fields === undefined ? '' : `  fields ${JSON.stringify(c.fields)}`;
+        print(`${c.collection}: kind ${c.kind}, policy ${c.policy}${merge}${fields}`);
+      }
     });
 
   withUrl(program.command('status'))

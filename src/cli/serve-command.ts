@@ -1,4 +1,5 @@
 /** `polyarch serve`: flags and config file to a running leader, with graceful shutdown on signals. */
+import path from 'node:path';
 import type { Command } from 'commander';
 import { readConfigFile, resolveConfig } from '../server/config.js';
 import { startServer } from '../server/serve.js';
@@ -15,6 +16,7 @@ interface ServeFlags {
   cluster?: string;
   config?: string;
   logLevel?: string;
+  mergeFunctions?: string;
 }
 
 /** Stops the server on SIGTERM/SIGINT: stop accepting, finish what is in flight, close. */
@@ -58,10 +60,15 @@ export function addServeCommand(program: Command): void {
     .option('--cluster <name>', 'cluster name; peers must agree (default "default")')
     .option('--config <file>', 'a JSON file with the same settings (flags win)')
     .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')
+    .option('--merge-functions <file>', 'a JS module whose exported functions are merge functions, by name')
     .action(async (o: ServeFlags) => {
       let config;
       try {
         const file = o.config === undefined ? {} : readConfigFile(o.config);
+        // A module named in the file is found relative to the file, as people expect.
+        if (o.config !== undefined && typeof file.mergeFunctions === 'string') {
+          file.mergeFunctions = path.resolve(path.dirname(o.config), file.mergeFunctions);
+        }
         config = resolveConfig(
           {
             id: o.id,
@@ -72,6 +79,7 @@ export function addServeCommand(program: Command): void {
             secret: o.secret,
             cluster: o.cluster,
             logLevel: o.logLevel,
+            mergeFunctions: o.mergeFunctions,
           },
           file,
           process.env,

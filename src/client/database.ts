@@ -9,9 +9,12 @@ import type { JsonValue, Limits, Policy } from '../core/index.js';
 import type { Env } from '../env/env.js';
 import { realEnv } from '../env/real.js';
 import { Replica } from '../replication/replica.js';
+import type { CollectionConfig, PatchOp } from '../crdt/index.js';
 import type {
   ChangeEvent,
   CollectionOptions,
+  ConflictEntry,
+  ConflictView,
   DocView,
   FeedEntry,
   MergeFunction,
@@ -27,8 +30,12 @@ import { DbError, ErrorCode } from '../shared/errors.js';
 
 export type {
   ChangeEvent,
+  CollectionConfig,
   CollectionOptions,
+  ConflictEntry,
+  ConflictView,
   DocView,
+  PatchOp,
   FeedEntry,
   JsonValue,
   MergeFunction,
@@ -43,8 +50,13 @@ export interface OpenOptions {
   id?: string;
   /** `'memory'`, a Storage instance, or (from the Node entry `polyarch`) a SQLite file path. */
   storage: 'memory' | string | Storage;
-  /** Per-collection conflict policy: `{ carts: { policy: 'lww' } }`. */
+  /**
+   * Local default settings per collection, used until replicated settings (set with
+   * `collection(name).configure`) arrive: `{ carts: { policy: 'lww' } }`.
+   */
   collections?: Record<string, CollectionOptions>;
+  /** Merge functions, by the names collection settings use (policy 'merge'). */
+  mergeFunctions?: Record<string, MergeFunction>;
   /** Size limits (document bytes, batch size, nesting depth). */
   limits?: Partial<Limits>;
   /** How far ahead of our clock a remote timestamp may be (default 60 s). */
@@ -114,6 +126,99 @@ export class Collection {
    */
   subscribe(listener: (event: ChangeEvent) => void): () => void {
     return this.replica.subscribe((e) => {
+      if (e.collection === this.name) listener(e);
+    });
+  }
+
+  /**
+   * Applies operations to a map, counter or set document, atomically (all or none). Paths
+   * are JSON pointers (`''` for a document that is itself a counter or set). Bad operations
+   * fail with code `invalid_input` and change nothing.
+   * @example
+   * await db.collection('events').patch('standup', [
+   *   { op: 'set', path: '/title', value: 'Standup' },
+   *   { op: 'increment', path: '/attendees', by: 1 },
+   *   { op: 'add-to-set', path: '/tags', value: 'daily' },
+   * ]);
+   */
+  patch(id: string, ops: PatchOp[], options: { version?: string } = {}): Promise<WriteResult> {
+    return this.replica.patch(this.name, id, ops, options);
+  }
+
+  /**
+   * Adds `by` (negative to subtract) to a counter: the document itself in a `counter`
+   * collection, or the field at `path` of a map. Increments from every leader add up.
+   * @example
+   * await db.collection('likes').increment('post-1');
+   * await db.collection('pages').increment('home', 1, { path: '/visits' });
+   */
+  increment(id: string, by = 1, options: { path?: string } = {}): Promise<WriteResult> {
+    return this.replica.patch(this.name, id, [{ op: 'increment', path: options.path ?? '', by }]);
+  }
+
+  /**
+   * Adds `value` to a set (add-wins: an add concurrent with a remove keeps the element): the
+   * document itself in a `set` collection, or the field at `path` of a map.
+   * @example
+   * await db.collection('tags').addToSet('post-1', 'red');
+   */
+  addToSet(id: string, value: JsonValue, options: { path?: string } = {}): Promise<WriteResult> {
+    return this.replica.patch(this.name, id, [{ op: 'add-to-set', path: options.path ?? '', value }]);
+  }
+
+  /**
+   * Removes `value` from a set, as far as this replica has seen it added.
+   * @example
+   * await db.collection('tags').removeFromSet('post-1', 'red');
+   */
+  removeFromSet(id: string, value: JsonValue, options: { path?: string } = {}): Promise<WriteResult> {
+    return this.replica.patch(this.name, id, [{ op: 'remove-from-set', path: options.path ?? '', value }]);
+  }
+
+  /**
+   * Changes this collection's settings at every replica (they replicate like data): the
+   * document kind (`record`, `map`, `counter`, `set`), the policy for concurrent writes
+   * (`keep`, `lww`, `merge` with the name of a registered function), and per-field
+   * settings of a map.
+   * @example
+   * await db.collection('events').configure({ kind: 'map', policy: 'keep', fields: { '/title': { policy: 'lww' } } });
+   */
+  configure(settings: CollectionConfig): Promise<CollectionConfig> {
+    return this.replica.configure(this.name, settings);
+  }
+
+  /**
+   * The settings this collection uses now, and whether they are the replicated ones.
+   * @example
+   * const { kind, policy } = db.collection('events').config();
+   */
+  config(): CollectionConfig & { replicated: boolean } {
+    return this.replica.collectionConfig(this.name);
+  }
+
+  /**
+   * One page of this collection's documents in conflict. Follow `next` until it is null.
+   * @example
+   * const { results } = await db.collection('todos').conflicts();
+   */
+  conflicts(
+    options: { after?: string; limit?: number } = {},
+  ): Promise<{ results: ConflictEntry[]; next: string | null; last_seq: number }> {
+    return this.replica.conflicts({ ...options, collection: this.name });
+  }
+
+  /**
+   * Calls `listener` after each change that leaves a document of this collection in
+   * conflict, local or replicated: resolve by reading the document and writing the
+   * resolution with its version. Returns a function that unsubscribes.
+   * @example
+   * db.collection('todos').onConflict(async ({ id }) => {
+   *   const doc = await db.collection('todos').get(id);
+   *   if (doc) await db.collection('todos').put(id, pick(doc), { version: doc.version });
+   * });
+   */
+  onConflict(listener: (event: ChangeEvent) => void): () => void {
+    return this.replica.onConflict((e) => {
       if (e.collection === this.name) listener(e);
     });
   }
@@ -238,6 +343,48 @@ export class Database {
   }
 
   /**
+   * One page of the documents in conflict, in feed order, optionally of one collection.
+   * A page may hold fewer than `limit` results while `next` is not null: follow `next`.
+   * @example
+   * for (let page = await db.conflicts(); ; page = await db.conflicts({ after: page.next })) {
+   *   for (const c of page.results) console.log(c.collection, c.id, c.conflicts.length);
+   *   if (page.next === null) break;
+   * }
+   */
+  conflicts(
+    options: { collection?: string; after?: string | null; limit?: number } = {},
+  ): Promise<{ results: ConflictEntry[]; next: string | null; last_seq: number }> {
+    const { after, ...rest } = options;
+    return this.replica.conflicts(after === null || after === undefined ? rest : { ...rest, after });
+  }
+
+  /**
+   * Calls `listener` after each change that leaves a document in conflict, in any
+   * collection. Returns a function that unsubscribes.
+   * @example
+   * db.onConflict((e) => console.log('conflict in', e.collection, e.id));
+   */
+  onConflict(listener: (event: ChangeEvent) => void): () => void {
+    return this.replica.onConflict(listener);
+  }
+
+  /**
+   * Registers a merge function under the name collection settings give it (policy
+   * `merge`). It must be pure: the same sibling values give the same result on every replica.
+   * @example
+   * db.registerMerge('union', (values) => [...new Set(values.flat())].sort());
+   * await db.collection('carts').configure({ kind: 'record', policy: 'merge', merge: 'union' });
+   */
+  registerMerge(name: string, fn: MergeFunction): void {
+    this.replica.registerMerge(name, fn);
+  }
+
+  /** Resolves when background work (merge write-backs, settings taking effect) is done. */
+  settled(): Promise<void> {
+    return this.replica.settled();
+  }
+
+  /**
    * Closes the replica's sessions (their peers see code `closed`), then the replica and its
    * storage. Later calls fail with code `closed`.
    */
@@ -275,6 +422,7 @@ export async function openDatabase(options: OpenOptions, openStorage: StorageOpe
       env,
       ...(options.id === undefined ? {} : { id: options.id }),
       ...(options.collections === undefined ? {} : { collections: options.collections }),
+      ...(options.mergeFunctions === undefined ? {} : { mergeFunctions: options.mergeFunctions }),
       ...(options.limits === undefined ? {} : { limits: options.limits }),
       ...(options.maxSkewMs === undefined ? {} : { maxSkewMs: options.maxSkewMs }),
     });

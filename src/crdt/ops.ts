@@ -147,7 +147,11 @@ function checkParents(view: DocumentView, path: string): void {
 function checkTarget(view: DocumentView, path: string, want: 'counter' | 'set'): void {
   const n = nodeAt(view.root, path);
   if (n !== undefined && n.type !== want) {
-    throw bad(`${path === ROOT ? 'the document' : path} holds ${describe(n)}, not a ${want}`);
+    const hint =
+      path === ROOT
+        ? ''
+        : ` (remove it first, or declare it in the collection's settings: "fields": {"${path}": {"type": "${want}"}})`;
+    throw bad(`${path === ROOT ? 'the document' : path} holds ${describe(n)}, not a ${want}${hint}`);
   }
 }
 

@@ -126,6 +126,8 @@ export interface ChangeEvent {
 
 /** One document in conflict, as `conflicts()` lists it. */
 export interface ConflictEntry {
+  /** The feed position of the document's latest change. */
+  seq: number;
   collection: string;
   id: string;
   kind: 'siblings';
@@ -522,14 +524,18 @@ export class Replica {
     if (row !== undefined && old !== undefined) {
       // A row leaving (a chain from) an atomic group: the old seq must now ship with this one.
       if ((old.flags & FLAG_IN_GROUP) !== 0 && row.seq !== seq) tx.putLink(row.seq, seq);
+    }
+    // Settings documents are in the digest (they replicate) but not in the user's counts.
+    const counted = key.collection === CONFIG_COLLECTION ? 0 : 1;
+    if (row !== undefined && old !== undefined) {
       xorDocHash(next.digest, key, old.bytes);
-      next.docs -= isDeletedState(old.state) ? 0 : 1;
-      next.conflicts -= conflicted(old.state) ? 1 : 0;
+      next.docs -= isDeletedState(old.state) ? 0 : counted;
+      next.conflicts -= conflicted(old.state) ? counted : 0;
     }
     tx.putDoc({ collection: key.collection, id: key.id, seq, state: bytes });
     xorDocHash(next.digest, key, stateBytes);
-    next.docs += isDeletedState(state) ? 0 : 1;
-    const conflict = conflicted(state);
+    next.docs += isDeletedState(state) ? 0 : counted;
+    const conflict = conflicted(state) && counted === 1;
     next.conflicts += conflict ? 1 : 0;
     if (key.collection === CONFIG_COLLECTION) this.configChanges.push({ collection: key.id, state });
     return conflict;
@@ -600,16 +606,6 @@ export class Replica {
   }
 
   private conflictView(collection: string, id: string, s: Sibling): ConflictView {
-    if (!isRootRegister(s)) {
-      // A map field's sibling: resolved by setting the field, so it carries no version of its own.
-      return {
-        value: s.value === null ? null : decodeText(s.value),
-        deleted: s.value === null,
-        version: contextToken(collection, id, new Map([[s.dot.replica, s.dot.counter]]), s.hlc),
-        origin: s.dot.replica,
-        time: hlcToIso(s.hlc),
-      };
-    }
     return {
       value: s.value === null ? null : decodeText(s.value),
       deleted: s.value === null,
@@ -682,7 +678,7 @@ export class Replica {
    */
   async conflicts(
     options: { collection?: string; after?: string; limit?: number } = {},
-  ): Promise<{ results: ConflictEntry[]; next: string | null }> {
+  ): Promise<{ results: ConflictEntry[]; next: string | null; last_seq: number }> {
     this.checkOpen();
     if (options.collection !== undefined) checkCollection(options.collection);
     const limit = clampLimit(options.limit, 100, 1000);
@@ -695,7 +691,7 @@ export class Replica {
     }
     const results: ConflictEntry[] = [];
     // Nothing to find: skip the scan (the count is kept exact by every commit).
-    if (this.meta.conflicts === 0) return { results, next: null };
+    if (this.meta.conflicts === 0) return { results, next: null, last_seq: Math.max(since, this.meta.seq) };
     const budget = 10_000;
     let scanned = 0;
     for (;;) {
@@ -709,6 +705,7 @@ export class Replica {
         if (!conflicted(state)) continue;
         const v = this.view(row.collection, row.id, state);
         results.push({
+          seq: row.seq,
           collection: row.collection,
           id: row.id,
           kind: 'siblings',
@@ -716,10 +713,10 @@ export class Replica {
           version: v?.version ?? contextToken(row.collection, row.id, state.context, latestHlc(state)),
           conflicts: v === null ? state.siblings.map((x) => this.conflictView(row.collection, row.id, x)) : v.conflicts,
         });
-        if (results.length === limit) return { results, next: String(row.seq) };
+        if (results.length === limit) return { results, next: String(row.seq), last_seq: row.seq };
       }
-      if (rows.length < 1000) return { results, next: null };
-      if (scanned >= budget) return { results, next: String(since) };
+      if (rows.length < 1000) return { results, next: null, last_seq: since };
+      if (scanned >= budget) return { results, next: String(since), last_seq: since };
     }
   }
 

@@ -1,15 +1,26 @@
 /**
- * The live forms of GET /changes: longpoll and server-sent events. Both are driven by
- * db.subscribe, never by polling: they subscribe before their first read, so a change
- * committed between that read and the subscription still wakes them.
+ * The live forms of GET /changes and GET /conflicts: longpoll and server-sent events. Both
+ * are driven by db.subscribe, never by polling: they subscribe before their first read, so a
+ * change committed between that read and the subscription still wakes them.
  */
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import type { Database, FeedEntry } from '../client/index.js';
 
-export interface ChangesPage {
-  results: FeedEntry[];
+export interface ChangesPage<T extends { seq: number } = FeedEntry> {
+  results: T[];
   last_seq: number;
+}
+
+/** What a live form reads: a page of entries after a seq, and the events that wake it. */
+export interface FeedSource<T extends { seq: number }> {
+  read(since: number, limit: number | undefined): Promise<ChangesPage<T>>;
+  subscribe(listener: (e: { seq: number }) => void): () => void;
+}
+
+/** The changes feed as a source. */
+export function changesSource(db: Database): FeedSource<FeedEntry> {
+  return { read: (since, limit) => read(db, since, limit), subscribe: (l) => db.subscribe(l) };
 }
 
 /** The live feeds in flight, so a closing server ends them rather than waiting out their timeouts. */
@@ -35,25 +46,26 @@ function read(db: Database, since: number, limit: number | undefined): Promise<C
  * Answers as soon as the feed has an entry after `since`, or after `timeoutMs` (or an abort)
  * with whatever is there then, usually nothing: `{ results: [], last_seq: since }`.
  */
-export async function longpoll(
+export async function longpoll<T extends { seq: number } = FeedEntry>(
   db: Database,
-  options: { since: number; limit?: number; timeoutMs: number; signal?: AbortSignal },
-): Promise<ChangesPage> {
+  options: { since: number; limit?: number; timeoutMs: number; signal?: AbortSignal; source?: FeedSource<T> },
+): Promise<ChangesPage<T>> {
   const { since, limit, signal } = options;
+  const source = options.source ?? (changesSource(db) as unknown as FeedSource<T>);
   let wake!: () => void;
   const woken = new Promise<void>((resolve) => (wake = resolve));
-  const unsubscribe = db.subscribe((e) => {
+  const unsubscribe = source.subscribe((e) => {
     if (e.seq > since) wake();
   });
   const timer = setTimeout(wake, options.timeoutMs);
   signal?.addEventListener('abort', wake, { once: true });
   try {
-    const first = await read(db, since, limit);
+    const first = await source.read(since, limit);
     if (first.results.length > 0 || signal?.aborted === true) return first;
     await woken;
     // Woken by a change, the timeout or an abort alike: read again, as a change may have
     // committed just as the timer fired.
-    return await read(db, since, limit);
+    return await source.read(since, limit);
   } finally {
     unsubscribe();
     clearTimeout(timer);
@@ -63,6 +75,8 @@ export async function longpoll(
 
 export interface StreamOptions {
   since: number;
+  /** What to stream; the changes feed by default. */
+  source?: FeedSource<{ seq: number }>;
   /** Entries read from the feed at a time. */
   pageSize: number;
   heartbeatMs: number;
@@ -110,7 +124,8 @@ export function streamChanges(db: Database, reply: FastifyReply, options: Stream
     w?.();
   };
 
-  const unsubscribe = db.subscribe((e) => {
+  const source = options.source ?? changesSource(db);
+  const unsubscribe = source.subscribe((e) => {
     if (e.seq > cursor) {
       dirty = true;
       poke();
@@ -137,7 +152,7 @@ export function streamChanges(db: Database, reply: FastifyReply, options: Stream
         continue;
       }
       dirty = false;
-      const page = await read(db, cursor, options.pageSize);
+      const page = await source.read(cursor, options.pageSize);
       for (const entry of page.results) {
         if (!open) return;
         if (!res.write(`id: ${entry.seq}\ndata: ${JSON.stringify(entry)}\n\n`)) await drained(res);

@@ -20,6 +20,8 @@ export interface ServerConfig {
   /** Replication heartbeat and dead-peer bound (ms). */
   heartbeatMs: number;
   deadAfterMs: number;
+  /** A JS module whose exported functions are merge functions, by export name. */
+  mergeFunctions: string | undefined;
 }
 
 export const DEFAULTS = {
@@ -31,7 +33,19 @@ export const DEFAULTS = {
   deadAfterMs: 6000,
 };
 
-const KEYS = ['id', 'port', 'host', 'data', 'peers', 'secret', 'cluster', 'logLevel', 'heartbeatMs', 'deadAfterMs'];
+const KEYS = [
+  'id',
+  'port',
+  'host',
+  'data',
+  'peers',
+  'secret',
+  'cluster',
+  'logLevel',
+  'heartbeatMs',
+  'deadAfterMs',
+  'mergeFunctions',
+];
 
 function bad(message: string): DbError {
   return new DbError(ErrorCode.invalidInput, message);
@@ -114,6 +128,10 @@ export function resolveConfig(
   const heartbeatMs = ms('heartbeatMs');
   const deadAfterMs = ms('deadAfterMs');
   if (deadAfterMs <= heartbeatMs) throw bad('deadAfterMs must be larger than heartbeatMs');
+  const mergeFunctions = pick('mergeFunctions');
+  if (mergeFunctions !== undefined && (typeof mergeFunctions !== 'string' || mergeFunctions.length === 0)) {
+    throw bad('--merge-functions must be the path of a JS module exporting merge functions');
+  }
   return {
     id: id as string,
     port,
@@ -125,5 +143,6 @@ export function resolveConfig(
     logLevel: logLevel as ServerConfig['logLevel'],
     heartbeatMs,
     deadAfterMs,
+    mergeFunctions: mergeFunctions as string | undefined,
   };
 }

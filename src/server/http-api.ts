@@ -7,6 +7,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DbError, ErrorCode } from '../client/index.js';
 import type { Database, JsonValue, WriteOp, WriteResult } from '../client/index.js';
 import { LiveFeeds, longpoll, streamChanges } from './changes-feed.js';
+import type { FeedSource } from './changes-feed.js';
+import type { ConflictEntry, PatchOp } from '../client/index.js';
 import { HttpError, HttpErrorCode } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { PeerStatus } from './peer-status.js';
@@ -81,19 +83,43 @@ const changesHeaders = {
   properties: { 'last-event-id': { type: 'integer', minimum: 0 } },
 } as const;
 
+const conflictsQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    collection: { type: 'string' },
+    after: { type: 'string' },
+    since: { type: 'integer', minimum: 0 },
+    limit: { type: 'integer', minimum: 1 },
+    feed: { type: 'string', enum: ['normal', 'longpoll', 'eventsource'] },
+    timeout: { type: 'integer', minimum: 0 },
+  },
+} as const;
+
+// Operations are validated by the engine, whose messages name the operation at fault.
+const patchBody = {
+  type: 'object',
+  required: ['ops'],
+  additionalProperties: false,
+  properties: { ops: { type: 'array' } },
+} as const;
+
 const batchOp = {
   type: 'object',
   required: ['op', 'collection', 'id'],
   additionalProperties: false,
   properties: {
-    op: { type: 'string', enum: ['put', 'delete'] },
+    op: { type: 'string', enum: ['put', 'delete', 'patch'] },
     collection: { type: 'string' },
     id: { type: 'string' },
     value: {},
+    ops: { type: 'array' },
     version: { type: 'string' },
   },
-  if: { properties: { op: { const: 'put' } } },
-  then: { required: ['value'] },
+  allOf: [
+    { if: { properties: { op: { const: 'put' } } }, then: { required: ['value'] } },
+    { if: { properties: { op: { const: 'patch' } } }, then: { required: ['ops'] } },
+  ],
 } as const;
 
 // The operation count is the engine's limit (413 too_large), not a schema's (400).
@@ -125,7 +151,22 @@ interface ChangesQuery {
   timeout?: number;
 }
 interface BatchBody {
-  ops: { op: 'put' | 'delete'; collection: string; id: string; value?: unknown; version?: string }[];
+  ops: {
+    op: 'put' | 'delete' | 'patch';
+    collection: string;
+    id: string;
+    value?: unknown;
+    ops?: unknown[];
+    version?: string;
+  }[];
+}
+interface ConflictsQuery {
+  collection?: string;
+  after?: string;
+  since?: number;
+  limit?: number;
+  feed?: 'normal' | 'longpoll' | 'eventsource';
+  timeout?: number;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -182,8 +223,19 @@ function checkBatchFieldTypes(body: unknown): void {
 function toWriteOps(body: BatchBody): WriteOp[] {
   return body.ops.map((op, i): WriteOp => {
     const version = op.version === undefined ? {} : { version: op.version };
-    if (op.op === 'put') return { type: 'put', collection: op.collection, id: op.id, value: op.value, ...version };
-    if (op.value !== undefined) throw new DbError(ErrorCode.invalidInput, `body/ops/${i}: a delete takes no value`);
+    if (op.op === 'put') {
+      if (op.ops !== undefined)
+        throw new DbError(ErrorCode.invalidInput, `body/ops/${i}: a put takes a value, not ops`);
+      return { type: 'put', collection: op.collection, id: op.id, value: op.value, ...version };
+    }
+    if (op.op === 'patch') {
+      if (op.value !== undefined)
+        throw new DbError(ErrorCode.invalidInput, `body/ops/${i}: a patch takes ops, not a value`);
+      return { type: 'patch', collection: op.collection, id: op.id, ops: op.ops as PatchOp[], ...version };
+    }
+    if (op.value !== undefined || op.ops !== undefined) {
+      throw new DbError(ErrorCode.invalidInput, `body/ops/${i}: a delete takes no value`);
+    }
     return { type: 'delete', collection: op.collection, id: op.id, ...version };
   });
 }
@@ -222,6 +274,117 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
   const refuseWhileShuttingDown = async (): Promise<void> => {
     if (shuttingDown()) throw new DbError(ErrorCode.unavailable, 'this leader is shutting down: write to another');
   };
+
+  // Settings: a static segment, so it wins over /db/:collection/:id.
+  app.get<{ Params: { collection: string } }>(
+    '/db/:collection/_config',
+    { schema: { params: collectionParams, querystring: noQuery } },
+    async (request) => {
+      const { collection } = request.params;
+      return { collection, ...db.collection(collection).config() };
+    },
+  );
+
+  app.put<{ Params: { collection: string }; Body: unknown }>(
+    '/db/:collection/_config',
+    { onRequest: refuseWhileShuttingDown, schema: { params: collectionParams, querystring: noQuery, body: {} } },
+    async (request) => {
+      const { collection } = request.params;
+      if (request.body === undefined) {
+        throw new HttpError(
+          400,
+          HttpErrorCode.invalidJson,
+          'settings need a JSON body (content-type: application/json)',
+        );
+      }
+      const config = await db.collection(collection).configure(request.body as never);
+      metrics.writes.inc();
+      return { collection, ...config, replicated: true };
+    },
+  );
+
+  app.patch<{ Params: DocParams; Headers: WriteHeaders; Body: { ops: PatchOp[] } }>(
+    '/db/:collection/:id',
+    {
+      onRequest: refuseWhileShuttingDown,
+      schema: { params: docParams, querystring: noQuery, headers: writeHeaders, body: patchBody },
+    },
+    async (request, reply) => {
+      const { collection, id } = request.params;
+      const { version } = writeConditions(request.headers, false);
+      const result = await db
+        .collection(collection)
+        .patch(id, request.body.ops, version === undefined ? {} : { version });
+      metrics.writes.inc();
+      return reply.header('etag', etagOf(result.version)).send(written(result));
+    },
+  );
+
+  app.get<{ Querystring: ConflictsQuery; Headers: { 'last-event-id'?: number } }>(
+    '/conflicts',
+    { schema: { querystring: conflictsQuery, headers: changesHeaders } },
+    async (request, reply) => {
+      const { collection, after, limit, feed = 'normal' } = request.query;
+      const scope = collection === undefined ? {} : { collection };
+      if (feed === 'normal') {
+        if (request.query.since !== undefined) {
+          throw new DbError(
+            ErrorCode.invalidInput,
+            'since applies to the live forms (feed=longpoll|eventsource); page with after',
+          );
+        }
+        const page = await db.conflicts({
+          ...scope,
+          ...(after === undefined ? {} : { after }),
+          ...(limit === undefined ? {} : { limit }),
+        });
+        return { results: page.results, next: page.next };
+      }
+      if (after !== undefined) throw new DbError(ErrorCode.invalidInput, 'the live forms take since, not after');
+      if (closing) throw new DbError(ErrorCode.unavailable, 'this server is closing');
+      const source: FeedSource<ConflictEntry> = {
+        read: async (since, max) => {
+          const page = await db.conflicts({
+            ...scope,
+            after: String(since),
+            ...(max === undefined ? {} : { limit: max }),
+          });
+          return { results: page.results, last_seq: page.last_seq };
+        },
+        subscribe: (l) =>
+          db.onConflict((e) => (collection === undefined || e.collection === collection ? l(e) : undefined)),
+      };
+      const since = request.query.since ?? 0;
+      if (feed === 'longpoll') {
+        const timeoutMs = Math.min(request.query.timeout ?? LONGPOLL_TIMEOUT_DEFAULT_MS, LONGPOLL_TIMEOUT_MAX_MS);
+        const aborted = new AbortController();
+        const untrack = feeds.add(() => aborted.abort());
+        const onClose = (): void => aborted.abort();
+        reply.raw.once('close', onClose);
+        try {
+          return await longpoll(db, {
+            since,
+            timeoutMs,
+            signal: aborted.signal,
+            source,
+            ...(limit === undefined ? {} : { limit }),
+          });
+        } finally {
+          untrack();
+          reply.raw.off('close', onClose);
+        }
+      }
+      streamChanges(db, reply, {
+        since: request.headers['last-event-id'] ?? since,
+        source,
+        pageSize: limit ?? 100,
+        heartbeatMs,
+        feeds,
+        log: request.log,
+      });
+      return reply;
+    },
+  );
 
   app.put<{ Params: DocParams; Headers: WriteHeaders; Body: unknown }>(
     '/db/:collection/:id',

@@ -5,11 +5,13 @@
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { openReplica } from '../index.js';
-import type { Database } from '../client/database.js';
+import type { Database, MergeFunction } from '../client/database.js';
+import { DbError, ErrorCode } from '../shared/errors.js';
 import type { Env } from '../env/env.js';
 import { silentLogger } from '../env/env.js';
 import { consoleLogger, realEnv } from '../env/real.js';
@@ -30,6 +32,27 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** Every function a module exports (or its default export holds), by name. */
+export async function loadMergeFunctions(file: string): Promise<Record<string, MergeFunction>> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(path.resolve(file)).href)) as Record<string, unknown>;
+  } catch (e) {
+    throw new DbError(ErrorCode.invalidInput, `cannot load merge functions from ${file}: ${(e as Error).message}`);
+  }
+  const out: Record<string, MergeFunction> = {};
+  const dflt = mod.default;
+  const sources = [mod, typeof dflt === 'object' && dflt !== null ? (dflt as Record<string, unknown>) : {}];
+  for (const src of sources) {
+    for (const [name, fn] of Object.entries(src))
+      if (typeof fn === 'function' && name !== 'default') out[name] = fn as MergeFunction;
+  }
+  if (Object.keys(out).length === 0) {
+    throw new DbError(ErrorCode.invalidInput, `${file} exports no functions: export each merge function by name`);
+  }
+  return out;
+}
+
 export async function startServer(config: ServerConfig, options: { env?: Env } = {}): Promise<RunningServer> {
   const storage = config.data === ':memory:' ? 'memory' : path.join(config.data, 'polyarch.db');
   if (storage !== 'memory') mkdirSync(config.data, { recursive: true });
@@ -39,7 +62,14 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
     ...base,
     logger: config.logLevel === 'silent' ? silentLogger : consoleLogger(config.logLevel),
   };
-  const db = await openReplica({ id: config.id, storage, env });
+  const mergeFunctions = config.mergeFunctions === undefined ? {} : await loadMergeFunctions(config.mergeFunctions);
+  const db = await openReplica({ id: config.id, storage, env, mergeFunctions });
+  const missing = db.replica.missingMerges();
+  if (missing.length > 0) {
+    env.logger.log('warn', 'collection settings name merge functions this leader lacks: their conflicts are kept', {
+      missing,
+    });
+  }
   // The app reports on the peers and the peers count into the app's metrics: a late binding.
   const ref: { peers?: PeerManager } = {};
   let built: ReturnType<typeof buildApp>;
