@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { toHex } from '../core/codec.js';
 import { sha256 } from '../core/hash.js';
+import { encodeRecord } from '../core/record.js';
+import type { RecordState } from '../core/record.js';
 import { encodeMessage, WIRE_LIMITS } from './codec.js';
 import type { MessageOf, MessageType } from './messages.js';
 import { PROTOCOL_VERSION } from './version.js';
@@ -16,7 +18,36 @@ import { PROTOCOL_VERSION } from './version.js';
  */
 const RECORDED: readonly { readonly version: number; readonly digest: string }[] = [
   { version: 1, digest: '622c5f010ee5d790c4309dcc72e635e367ff6a3da4bf311da3164708ab620605' },
+  { version: 2, digest: '3fbe89d7e0130082a8793e907a2588f87772203790527d248671ab7a91902e83' },
 ];
+
+const hlc = { ms: 1_795_000_000_000, c: 2 };
+const EVERY_ENTRY: RecordState = {
+  siblings: [
+    { dot: { replica: 'a', counter: 1 }, hlc, value: null },
+    { dot: { replica: 'a', counter: 2 }, hlc, value: new TextEncoder().encode('{"x":1}') },
+    { dot: { replica: 'b', counter: 1 }, hlc, value: new TextEncoder().encode('"Standup"'), path: '/title' },
+    {
+      dot: { replica: 'b', counter: 2 },
+      hlc,
+      value: new TextEncoder().encode('[3,1]'),
+      path: '/visits',
+      type: 'count',
+    },
+    {
+      dot: { replica: 'c', counter: 1 },
+      hlc,
+      value: new TextEncoder().encode('"red"'),
+      path: '/tags',
+      type: 'element',
+    },
+  ],
+  context: new Map([
+    ['a', 2],
+    ['b', 2],
+    ['c', 1],
+  ]),
+};
 
 // A mapped type, so a new message type does not compile until it has a sample here.
 const SAMPLES: { readonly [T in MessageType]: readonly MessageOf<T>[] } = {
@@ -50,6 +81,15 @@ const SAMPLES: { readonly [T in MessageType]: readonly MessageOf<T>[] } = {
       context: new Uint8Array([9, 9]),
     },
     { type: 'batch', id: 18, fromSeq: 131, toSeq: 131, changes: [], context: null },
+    // Document states are part of the wire format: one entry of every kind.
+    {
+      type: 'batch',
+      id: 19,
+      fromSeq: 131,
+      toSeq: 132,
+      changes: [{ docs: [{ collection: 'events', id: 'e1', state: encodeRecord(EVERY_ENTRY) }] }],
+      context: null,
+    },
   ],
   ack: [{ type: 'ack', id: 17, toSeq: 2 ** 40 }],
   error: [{ type: 'error', code: 'protocol', message: 'bad frame' }],

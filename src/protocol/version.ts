@@ -6,4 +6,6 @@
 
 // History:
 // 1 (2026-11-28): first version: hello, pull, batch, ack, error, ping, pong.
-export const PROTOCOL_VERSION = 1;
+// 2 (2026-11-29): document states carry map, counter and set entries (entry flags 2-4);
+//    a version 1 peer would refuse them as corrupt.
+export const PROTOCOL_VERSION = 2;

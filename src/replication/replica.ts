@@ -563,7 +563,7 @@ export class Replica {
     const win = winner(state);
     if (win === undefined || win.value === null) return null;
     let value = decodeText(win.value);
-    const others = state.siblings.filter((s) => s !== win);
+    const others = distinctLosers(state.siblings, win);
     let conflicts = others.map((s) => this.conflictView(collection, id, s));
     const merge = others.length > 0 ? this.configs.mergeAt(collection, id, '') : undefined;
     if (merge !== undefined) {
@@ -1181,15 +1181,39 @@ function writeResult(collection: string, id: string, context: RecordState['conte
   return new LazyWriteResult(collection, id, context, hlc);
 }
 
-/** Whether a document shows a conflict; for records, whether it has several siblings. */
+/**
+ * The siblings other than the winner, each value shown once: two leaders that wrote the same
+ * value concurrently do not disagree. The first in dot order stands for its value.
+ */
+function distinctLosers(siblings: readonly Sibling[], win: Sibling): Sibling[] {
+  const out: Sibling[] = [];
+  for (const s of siblings) {
+    if (sameValue(s, win) || out.some((o) => sameValue(o, s))) continue;
+    out.push(s);
+  }
+  return out;
+}
+
+function sameValue(a: Sibling, b: Sibling): boolean {
+  if (a.value === null || b.value === null) return a.value === b.value;
+  return bytesEqual(a.value, b.value);
+}
+
+/** Whether a document shows a conflict: for records, siblings with different values. */
 function conflicted(state: RecordState): boolean {
   if (state.siblings.length <= 1) return false;
-  if (state.siblings.every(isRootRegister)) return true;
+  if (state.siblings.every(isRootRegister)) {
+    const first = state.siblings[0] as Sibling;
+    return state.siblings.some((s) => !sameValue(s, first));
+  }
   return hasConflict(state);
 }
 
 function conflictCount(state: RecordState): number {
-  if (state.siblings.every(isRootRegister)) return Math.max(0, state.siblings.length - 1);
+  if (state.siblings.every(isRootRegister)) {
+    const win = winner(state);
+    return win === undefined ? 0 : distinctLosers(state.siblings, win).length;
+  }
   return materialize(state).conflicts.reduce((n, c) => n + c.siblings.length, 0);
 }
 

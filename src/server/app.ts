@@ -52,6 +52,7 @@ export function buildApp(deps: AppDeps): { app: FastifyInstance; metrics: Metric
 
   const metrics = createMetrics({
     status: () => deps.db.status(),
+    mergeWriteBacks: () => deps.db.replica.mergeWriteBacks,
     // A peer is labelled by its replica id, or by its URL until its handshake names it.
     peers: () =>
       peers().flatMap((p) => {

@@ -322,7 +322,9 @@ describe('names', () => {
     const { app, db } = await serve();
     expectError(await put(app, '/db/_batch/x', 1), 400, 'invalid_name');
     expectError(await put(app, '/db/_config/x', 1), 400, 'invalid_name');
-    expectError(await put(app, '/db/events/_config', 1), 400, 'invalid_name');
+    // /db/:collection/_config is the collection's settings: a number is not settings.
+    expectError(await put(app, '/db/events/_config', 1), 400, 'invalid_input');
+    expectError(await put(app, '/db/_batch/_config', {}), 400, 'invalid_name');
     expectError(await put(app, '/db/9lives/x', 1), 400, 'invalid_name');
     expectError(await put(app, '/db/c%2Fx/y', 1), 400, 'invalid_name');
     expectError(await put(app, '/db/events/a%00b', 1), 400, 'invalid_name');
@@ -330,7 +332,13 @@ describe('names', () => {
     expectError(await put(app, '/db/events/%ED%A0%80', 1), 400, 'invalid_name');
     expectError(await app.inject({ url: '/db/events/%E0%A4%A' }), 400, 'invalid_name');
     expectError(await app.inject({ url: '/db/_config/x' }), 400, 'invalid_name');
-    expectError(await app.inject({ url: '/db/events/_config' }), 400, 'invalid_name');
+    expect((await app.inject({ url: '/db/events/_config' })).json()).toEqual({
+      collection: 'events',
+      kind: 'record',
+      policy: 'keep',
+      replicated: false,
+    });
+    expectError(await app.inject({ method: 'DELETE', url: '/db/events/_config' }), 400, 'invalid_name');
     expectError(await app.inject({ url: '/db/_batch' }), 400, 'invalid_name');
     expectError(await app.inject({ method: 'DELETE', url: '/db/_batch/x' }), 400, 'invalid_name');
     expectError(await batch(app, { ops: [{ op: 'put', collection: '_x', id: 'd', value: 1 }] }), 400, 'invalid_name');

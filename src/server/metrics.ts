@@ -10,6 +10,8 @@ export interface MetricsSource {
   status(): { docs: number; conflicts: number };
   peers(): { id: string; lag: { changes: number; ms: number } }[];
   sessions(): number;
+  /** Merge resolutions this leader wrote back since it started. */
+  mergeWriteBacks?(): number;
 }
 
 export interface Metrics {
@@ -43,6 +45,11 @@ export function createMetrics(source: MetricsSource): Metrics {
     return source.status().conflicts;
   });
   scalar('polyarch_sessions', 'Open replication sessions.', () => source.sessions());
+  scalar(
+    'polyarch_merge_write_backs',
+    'Merge-function resolutions this leader wrote back since it started.',
+    () => source.mergeWriteBacks?.() ?? 0,
+  );
 
   const perPeer = (name: string, help: string, read: (lag: { changes: number; ms: number }) => number): void => {
     new Gauge({

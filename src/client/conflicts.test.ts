@@ -1,0 +1,297 @@
+/**
+ * Conflict handling through the SDK, on replicas synced by bytes: replicated settings,
+ * map, counter and set documents, the conflict listing and hook, merge write-back (once,
+ * by one replica), and the reduction of siblings when a collection turns last-writer-wins.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { DbError, openReplica } from '../index.js';
+import type { ChangeEvent, Database, JsonValue, MergeFunction, OpenOptions } from '../index.js';
+
+const opened: Database[] = [];
+
+afterEach(async () => {
+  for (const db of opened.splice(0)) await db.close();
+});
+
+const union: MergeFunction = (values) => [...new Set(values.flat() as string[])].sort();
+
+async function open(id: string, extra: Partial<OpenOptions> = {}): Promise<Database> {
+  const db = await openReplica({ storage: 'memory', id, mergeFunctions: { union }, ...extra });
+  opened.push(db);
+  return db;
+}
+
+async function sync(from: Database, to: Database): Promise<number> {
+  return (await to.applyChanges(await from.changesSince(to.vector()))).recorded;
+}
+
+/** Every replica sends to every other until nothing changes, background work included. */
+async function syncAll(dbs: Database[]): Promise<void> {
+  for (let round = 0; round < 20; round++) {
+    let changed = 0;
+    for (const a of dbs) for (const b of dbs) if (a !== b) changed += await sync(a, b);
+    for (const d of dbs) await d.settled();
+    if (changed === 0) return;
+  }
+  throw new Error('replicas did not quiesce in 20 rounds');
+}
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
+  const err = await p.then(
+    () => new Error('expected a rejection'),
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(DbError);
+  expect((err as DbError).code).toBe(code);
+}
+
+function digests(dbs: Database[]): Set<string> {
+  return new Set(dbs.map((d) => d.status().digest));
+}
+
+describe('collection settings', () => {
+  it('replicate to every replica, and concurrent changes end in one winner everywhere', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    await a.collection('events').configure({ kind: 'map', policy: 'keep' });
+    expect(b.collection('events').config()).toEqual({ kind: 'record', policy: 'keep', replicated: false });
+    await syncAll([a, b]);
+    expect(b.collection('events').config()).toEqual({ kind: 'map', policy: 'keep', replicated: true });
+    await a.collection('likes').configure({ kind: 'counter', policy: 'keep' });
+    await b.collection('likes').configure({ kind: 'set', policy: 'keep' });
+    await syncAll([a, b]);
+    expect(a.collection('likes').config()).toEqual(b.collection('likes').config());
+    expect(digests([a, b]).size).toBe(1);
+    // Settings are not user documents.
+    expect(a.status().docs).toBe(0);
+  });
+
+  it('refuses bad settings with invalid_input and changes nothing', async () => {
+    const a = await open('a');
+    const before = a.status();
+    for (const bad of [
+      { kind: 'blob' },
+      { kind: 'record', policy: 'merge' },
+      { kind: 'record', policy: 'sometimes' },
+      { kind: 'record', extra: 1 },
+      { kind: 'counter', fields: { '/x': { type: 'counter' } } },
+      { kind: 'map', fields: { 'no-slash': {} } },
+      { kind: 'map', fields: { '/n': { type: 'counter', policy: 'lww' } } },
+      'map',
+      null,
+    ]) {
+      await expectCode(a.collection('c').configure(bad as never), 'invalid_input');
+    }
+    expect(a.status()).toEqual(before);
+  });
+
+  it('local defaults from openReplica apply until replicated settings arrive', async () => {
+    const a = await open('a', { collections: { n: { kind: 'counter' } } });
+    await a.collection('n').increment('x', 2);
+    expect((await a.collection('n').get('x'))?.value).toBe(2);
+    expect(a.collection('n').config().replicated).toBe(false);
+  });
+});
+
+describe('counters, sets and maps', () => {
+  it('a counter adds up increments and decrements made at three replicas apart', async () => {
+    const dbs = [await open('a'), await open('b'), await open('c')];
+    await dbs[0]?.collection('likes').configure({ kind: 'counter', policy: 'keep' });
+    await syncAll(dbs);
+    let want = 0;
+    for (const [i, db] of dbs.entries()) {
+      for (let k = 0; k < 50; k++) {
+        const by = k % 5 === 0 ? -(i + 1) : i + 2;
+        want += by;
+        await db.collection('likes').increment('post', by);
+      }
+    }
+    await syncAll(dbs);
+    for (const db of dbs) expect((await db.collection('likes').get('post'))?.value).toBe(want);
+    expect(digests(dbs).size).toBe(1);
+  });
+
+  it('a set keeps an element added concurrently with its removal (add wins)', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    await a.collection('tags').configure({ kind: 'set', policy: 'keep' });
+    await a.collection('tags').addToSet('p', 'red');
+    await a.collection('tags').addToSet('p', { b: 1, a: 2 });
+    await syncAll([a, b]);
+    await b.collection('tags').removeFromSet('p', 'red');
+    await a.collection('tags').addToSet('p', 'red');
+    // The same element, whatever the key order.
+    await b.collection('tags').removeFromSet('p', { a: 2, b: 1 });
+    await syncAll([a, b]);
+    expect((await a.collection('tags').get('p'))?.value).toEqual(['red']);
+    expect((await b.collection('tags').get('p'))?.value).toEqual(['red']);
+  });
+
+  it('a map keeps concurrent edits of different fields, and shows the same field as a conflict', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    await a.collection('ev').configure({ kind: 'map', policy: 'keep', fields: { '/room': { policy: 'lww' } } });
+    await a.collection('ev').put('e', { title: 'Standup', at: { day: 'mon', hour: 9 } });
+    await syncAll([a, b]);
+    await a.collection('ev').patch('e', [
+      { op: 'set', path: '/at/hour', value: 10 },
+      { op: 'set', path: '/title', value: 'Daily' },
+      { op: 'set', path: '/room', value: 'A' },
+    ]);
+    await b.collection('ev').patch('e', [
+      { op: 'set', path: '/at/day', value: 'tue' },
+      { op: 'set', path: '/title', value: 'Sync' },
+      { op: 'set', path: '/room', value: 'B' },
+    ]);
+    await syncAll([a, b]);
+    const docA = await a.collection('ev').get('e');
+    const docB = await b.collection('ev').get('e');
+    expect(docA).toEqual(docB);
+    const v = docA?.value as Record<string, JsonValue>;
+    expect(v['at']).toEqual({ day: 'tue', hour: 10 });
+    expect(v['room']).toBe('B'); // lww: b wrote later
+    expect(docA?.conflicts.map((c) => c.path)).toEqual(['/title']);
+    expect([v['title'], docA?.conflicts[0]?.value].sort()).toEqual(['Daily', 'Sync']);
+    expect(a.status().conflicts).toBe(1);
+    // Writing back what was read resolves the conflict, everywhere.
+    await a.collection('ev').put('e', { ...v, title: 'Daily sync' });
+    await syncAll([a, b]);
+    const after = await b.collection('ev').get('e');
+    expect(after?.conflicts).toEqual([]);
+    expect((after?.value as Record<string, JsonValue>)['title']).toBe('Daily sync');
+    expect(b.status().conflicts).toBe(0);
+  });
+
+  it('a delete of a map keeps edits made concurrently elsewhere', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    await a.collection('ev').configure({ kind: 'map', policy: 'keep' });
+    await a.collection('ev').put('e', { title: 'x', n: 1 });
+    await syncAll([a, b]);
+    await a.collection('ev').delete('e');
+    await b.collection('ev').patch('e', [{ op: 'set', path: '/n', value: 2 }]);
+    await syncAll([a, b]);
+    expect((await a.collection('ev').get('e'))?.value).toEqual({ n: 2 });
+    await b.collection('ev').delete('e');
+    await syncAll([a, b]);
+    expect(await a.collection('ev').get('e')).toBeNull();
+    await expectCode(a.collection('ev').delete('e'), 'not_found');
+  });
+
+  it('a batch with a bad patch writes nothing', async () => {
+    const a = await open('a');
+    await a.collection('n').configure({ kind: 'counter', policy: 'keep' });
+    const before = a.status();
+    await expectCode(
+      a.batch([
+        { type: 'patch', collection: 'n', id: 'x', ops: [{ op: 'increment', path: '', by: 1 }] },
+        { type: 'patch', collection: 'n', id: 'y', ops: [{ op: 'increment', path: '', by: 1.5 }] },
+      ]),
+      'invalid_input',
+    );
+    await expectCode(a.collection('n').put('x', 1), 'invalid_input');
+    await expectCode(a.collection('n').patch('x', [{ op: 'add-to-set', path: '', value: 1 }]), 'invalid_input');
+    expect(a.status()).toEqual(before);
+  });
+
+  it('a patch with a stale version is refused with conflict', async () => {
+    const a = await open('a');
+    await a.collection('ev').configure({ kind: 'map', policy: 'keep' });
+    const { version } = await a.collection('ev').put('e', { n: 1 });
+    await a.collection('ev').patch('e', [{ op: 'set', path: '/n', value: 2 }], { version });
+    await expectCode(a.collection('ev').patch('e', [{ op: 'set', path: '/n', value: 3 }], { version }), 'conflict');
+    expect((await a.collection('ev').get('e'))?.value).toEqual({ n: 2 });
+  });
+});
+
+describe('finding and resolving conflicts', () => {
+  it('onConflict fires when a replicated change makes a conflict, and a resolution clears it everywhere', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    const seen: ChangeEvent[] = [];
+    a.onConflict((e) => seen.push(e));
+    await a.collection('todos').put('t', 'milk');
+    await b.collection('todos').put('t', 'bread');
+    await sync(b, a);
+    expect(seen.map((e) => [e.collection, e.id, e.origin, e.conflict])).toEqual([['todos', 't', 'remote', true]]);
+    const doc = await a.collection('todos').get('t');
+    expect(doc?.conflicts).toHaveLength(1);
+    await a.collection('todos').put('t', 'milk and bread', { version: doc?.version as string });
+    await syncAll([a, b]);
+    expect((await b.collection('todos').get('t'))?.conflicts).toEqual([]);
+  });
+
+  it('conflicts() pages through every document in conflict, once each', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    for (let i = 0; i < 25; i++) {
+      await a.collection(i % 2 === 0 ? 'even' : 'odd').put(`d${i}`, i);
+      await b.collection(i % 2 === 0 ? 'even' : 'odd').put(`d${i}`, -i - 1);
+    }
+    await a.collection('even').put('calm', 1);
+    await sync(b, a);
+    const found: string[] = [];
+    let after: string | null = null;
+    do {
+      const page = await a.conflicts({ limit: 10, ...(after === null ? {} : { after }) });
+      expect(page.results.length).toBeLessThanOrEqual(10);
+      for (const r of page.results) {
+        expect(r.kind).toBe('siblings');
+        expect(r.conflicts).toHaveLength(1);
+        found.push(`${r.collection}/${r.id}`);
+      }
+      after = page.next;
+    } while (after !== null);
+    expect(found).toHaveLength(25);
+    expect(new Set(found).size).toBe(25);
+    expect((await a.collection('odd').conflicts()).results).toHaveLength(12);
+    await expectCode(a.conflicts({ after: 'nope' }), 'invalid_input');
+  });
+
+  it('a merge collection shows the merged value and one replica writes it back, once', async () => {
+    const dbs = [await open('a'), await open('b'), await open('c')];
+    await dbs[0]?.collection('carts').configure({ kind: 'record', policy: 'merge', merge: 'union' });
+    await syncAll(dbs);
+    for (const [i, db] of dbs.entries()) await db.collection('carts').put('cart', [`item-${i}`]);
+    await syncAll(dbs);
+    for (const db of dbs) {
+      const doc = await db.collection('carts').get('cart');
+      expect(doc?.value).toEqual(['item-0', 'item-1', 'item-2']);
+      expect(doc?.conflicts).toEqual([]);
+      expect(db.status().conflicts).toBe(0);
+    }
+    expect(digests(dbs).size).toBe(1);
+    const writeBacks = dbs.reduce((n, d) => n + d.replica.mergeWriteBacks, 0);
+    // One per partial set of siblings a resolver saw (here a+b at b, a+c at c, then their
+    // two resolutions at c): bounded by the replicas involved, never a storm.
+    expect(writeBacks).toBeGreaterThanOrEqual(1);
+    expect(writeBacks).toBeLessThanOrEqual(dbs.length);
+    const seq = dbs.map((d) => d.status().seq);
+    await syncAll(dbs);
+    expect(dbs.map((d) => d.status().seq)).toEqual(seq);
+  });
+
+  it('a replica without the merge function keeps the conflict visible', async () => {
+    const a = await open('a');
+    const b = await openReplica({ storage: 'memory', id: 'b' });
+    opened.push(b);
+    await a.collection('carts').configure({ kind: 'record', policy: 'merge', merge: 'union' });
+    await syncAll([a, b]);
+    expect(b.replica.missingMerges()).toEqual(['union']);
+    await b.collection('carts').put('cart', ['x']);
+    await a.collection('carts').put('cart', ['y']);
+    await sync(a, b);
+    expect((await b.collection('carts').get('cart'))?.conflicts).toHaveLength(1);
+  });
+
+  it('switching a collection to lww drops the siblings that lose, at every replica', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    for (let i = 0; i < 5; i++) {
+      await a.collection('notes').put(`n${i}`, `a${i}`);
+      await b.collection('notes').put(`n${i}`, `b${i}`);
+    }
+    await syncAll([a, b]);
+    expect(a.status().conflicts).toBe(5);
+    await b.collection('notes').configure({ kind: 'record', policy: 'lww' });
+    await syncAll([a, b]);
+    for (const db of [a, b]) {
+      expect(db.status().conflicts).toBe(0);
+      for (let i = 0; i < 5; i++) expect((await db.collection('notes').get(`n${i}`))?.value).toBe(`b${i}`);
+    }
+    expect(digests([a, b]).size).toBe(1);
+  });
+});
