@@ -69,6 +69,9 @@ export async function runServerDemo(
   print(`  npx polyarch status --url ${ap.url}`);
   print(`  npx polyarch watch --url ${ap.url}`);
   print(`  curl ${eu.url}/db/events`);
+  print(`  npx polyarch config likes '{"kind":"counter"}' --url ${eu.url}`);
+  print(`  npx polyarch patch likes post-1 '[{"op":"increment","path":"","by":1}]' --url ${us.url}`);
+  print(`  npx polyarch conflicts --url ${ap.url}`);
   print('\n(from a source checkout, use `npm run polyarch --` instead of `npx polyarch`)');
   print('Ctrl-C stops the leaders' + (temp ? ' and removes their stores.' : '.'));
   closeOnSignals(servers, () => {
@@ -93,6 +96,14 @@ export async function runDemo(print: Print = console.log): Promise<{ digests: st
   ]);
   await us.collection('events').put('lunch', { title: 'Lunch', at: '12:00' });
   await ap.collection('events').put('lunch', { title: 'Team lunch', at: '12:30' });
+  // Conflict-free types: a counter and a map, edited at every leader while apart.
+  for (const db of dbs) {
+    await db.collection('likes').configure({ kind: 'counter', policy: 'keep' });
+    await db.collection('rooms').configure({ kind: 'map', policy: 'keep' });
+  }
+  for (const [i, db] of dbs.entries()) for (let k = 0; k <= i; k++) await db.collection('likes').increment('standup');
+  await eu.collection('rooms').patch('paris', [{ op: 'set', path: '/seats', value: 12 }]);
+  await us.collection('rooms').patch('paris', [{ op: 'add-to-set', path: '/gear', value: 'projector' }]);
   for (const db of dbs) print(`  ${db.id}: ${db.status().docs} documents, seq ${db.status().seq}`);
 
   print('\nNow they sync in a ring: eu <-> us <-> ap <-> eu.');
@@ -116,6 +127,12 @@ export async function runDemo(print: Print = console.log): Promise<{ digests: st
     print(`  events/${id}: winner ${JSON.stringify(doc.value)} from ${doc.origin}`);
     for (const c of doc.conflicts) print(`    conflict: ${JSON.stringify(c.value)} from ${c.origin}`);
   }
+
+  const likes = await ap.collection('likes').get('standup');
+  const room = await ap.collection('rooms').get('paris');
+  print('\nConflict-free types merge instead of conflicting:');
+  print(`  likes/standup: ${JSON.stringify(likes?.value)} (1 + 2 + 3 increments made at eu, us and ap apart)`);
+  print(`  rooms/paris: ${JSON.stringify(room?.value)} (fields set at eu and at us, both kept)`);
 
   const standup = await us.collection('events').get('standup');
   if (standup !== null) {
