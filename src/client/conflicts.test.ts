@@ -295,3 +295,50 @@ describe('finding and resolving conflicts', () => {
     expect(digests([a, b]).size).toBe(1);
   });
 });
+
+describe('a collection that changes kind', () => {
+  it('from record to map: the first field write replaces the whole value it saw', async () => {
+    const a = await open('a');
+    await a.collection('ev').put('e', { title: 'old' });
+    await a.collection('ev').configure({ kind: 'map', policy: 'keep' });
+    await a.collection('ev').put('e', { title: 'new', n: 1 });
+    const doc = await a.collection('ev').get('e');
+    expect(doc?.value).toEqual({ title: 'new', n: 1 });
+    expect(doc?.conflicts).toEqual([]);
+    expect(a.status().conflicts).toBe(0);
+  });
+
+  it('a map field switched to lww stops counting as a conflict, and back', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    await a.collection('ev').configure({ kind: 'map', policy: 'keep' });
+    await syncAll([a, b]);
+    await a.collection('ev').patch('e', [{ op: 'set', path: '/room', value: 'A' }]);
+    await b.collection('ev').patch('e', [{ op: 'set', path: '/room', value: 'B' }]);
+    await syncAll([a, b]);
+    expect(a.status().conflicts).toBe(1);
+    expect((await a.conflicts()).results).toHaveLength(1);
+    await a.collection('ev').configure({ kind: 'map', policy: 'keep', fields: { '/room': { policy: 'lww' } } });
+    await syncAll([a, b]);
+    for (const db of [a, b]) {
+      expect(db.status().conflicts).toBe(0);
+      expect((await db.conflicts()).results).toEqual([]);
+      expect((await db.collection('ev').get('e'))?.conflicts).toEqual([]);
+    }
+    await b.collection('ev').configure({ kind: 'map', policy: 'keep' });
+    await syncAll([a, b]);
+    for (const db of [a, b]) expect(db.status().conflicts).toBe(1);
+    expect(digests([a, b]).size).toBe(1);
+  });
+
+  it('identical concurrent values are shown once, and are not a conflict', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    await a.collection('todos').put('t', { done: true });
+    await b.collection('todos').put('t', { done: true });
+    await a.collection('todos').put('u', 1);
+    await b.collection('todos').put('u', 2);
+    await syncAll([a, b]);
+    expect((await a.collection('todos').get('t'))?.conflicts).toEqual([]);
+    expect(a.status().conflicts).toBe(1);
+    expect((await a.conflicts()).results.map((r) => r.id)).toEqual(['u']);
+  });
+});

@@ -18,8 +18,9 @@
  * Types": a causal CRDT is a dot store plus a causal context, and its join is this one). An
  * entry may sit at a `path` (a JSON pointer into a map document) and be a register value (the
  * default), a counter's per-replica total, or a set element. Joins never look at the path or
- * the type, only `lww` reduction does (per path), so documents of every kind, and documents
- * whose collection changed kind, join the same way. src/crdt gives the entries their meaning.
+ * the type (`lww` reduces only states made of root register values, a record's siblings), so
+ * documents of every kind, and documents whose collection changed kind, join the same way.
+ * src/crdt gives the entries their meaning.
  */
 import { Decoder, Encoder, compareBytes, fromUtf8 } from './codec.js';
 import { isJsonText } from './json-check.js';
@@ -132,30 +133,21 @@ export function isDeletedState(state: RecordState): boolean {
 }
 
 /**
- * `lww` keeps only the latest register value at each path; the losers' dots stay in the
- * context, so they never return. Counter and set entries are never reduced.
+ * `lww` keeps only the latest of a record's siblings; the losers' dots stay in the context, so
+ * they never return. That is sound because every record write, a delete included, leaves a
+ * sibling later than the ones it replaced. Map, counter and set documents are not reduced
+ * here: their operations remove entries without leaving one (a remove, a set of a parent), so
+ * a value dropped for losing to a later one would stay lost or come back depending on the
+ * order states arrive in, and the join would not be associative. Their register paths under
+ * `lww` are resolved when read instead (src/crdt/view.ts `materialize`).
  */
 function applyPolicy(siblings: Sibling[], policy: Policy | PolicyAt): Sibling[] {
   if (siblings.length <= 1) return siblings;
-  if (typeof policy !== 'function') {
-    if (policy !== Policy.lww) return siblings;
-    if (siblings.every(isRootRegister)) {
-      let best = siblings[0] as Sibling;
-      for (const s of siblings) if (compareLww(s, best) > 0) best = s;
-      return [best];
-    }
-  }
-  const policyAt = typeof policy === 'function' ? policy : () => policy;
-  const best = new Map<string, Sibling>();
-  for (const s of siblings) {
-    if (s.type !== undefined) continue;
-    const path = pathOf(s);
-    if (policyAt(path) !== Policy.lww) continue;
-    const b = best.get(path);
-    if (b === undefined || compareLww(s, b) > 0) best.set(path, s);
-  }
-  if (best.size === 0) return siblings;
-  return siblings.filter((s) => s.type !== undefined || !best.has(pathOf(s)) || best.get(pathOf(s)) === s);
+  if ((typeof policy === 'function' ? policy('') : policy) !== Policy.lww) return siblings;
+  if (!siblings.every(isRootRegister)) return siblings;
+  let best = siblings[0] as Sibling;
+  for (const s of siblings) if (compareLww(s, best) > 0) best = s;
+  return [best];
 }
 
 export function joinRecords(a: RecordState, b: RecordState, policy: Policy | PolicyAt = Policy.keep): RecordState {

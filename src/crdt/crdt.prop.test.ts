@@ -12,15 +12,21 @@ import {
   Encoder,
   KIND_RECORD,
   Policy,
+  compareBytes,
   decodeRecord,
+  dotToString,
   encodeRecord,
   everyDotIn,
+  fromUtf8,
   joinRecords,
   utf8,
 } from '../core/index.js';
-import type { PolicyAt, RecordState } from '../core/index.js';
+import type { JsonValue, PolicyAt, RecordState } from '../core/index.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
-import { Kind } from './kinds.js';
+import { canonicalJson } from './canonical-json.js';
+import { FieldType, Kind } from './kinds.js';
+import type { CollectionConfig } from './kinds.js';
+import { applyPatch, diffToOps } from './ops.js';
 import { hasConflict, materialize } from './view.js';
 import { TestReplica, hex, joinAll, jsonOf } from './test-support.js';
 
@@ -88,7 +94,8 @@ const mapOpArb: fc.Arbitrary<unknown> = fc.oneof(
     weight: 4,
     arbitrary: fc.record({
       op: fc.constant('set'),
-      path: fc.constantFrom('/a', '/b', '/a/x', '/a/y', '/k~1~0', '/k~1~0/z'),
+      // Mostly /a and below: concurrent writes there meet, as values, objects and removes.
+      path: fc.constantFrom('/a', '/a', '/a', '/a/x', '/a/x', '/a/y', '/b', '/k~1~0', '/k~1~0/z'),
       value: valueArb,
     }),
   },
@@ -125,13 +132,38 @@ const setOpArb: fc.Arbitrary<unknown> = fc.record({
   value: elementArb,
 });
 
-const OP_ARBS: Record<DocKind, fc.Arbitrary<unknown>> = {
-  [Kind.map]: mapOpArb,
-  [Kind.counter]: counterOpArb,
-  [Kind.set]: setOpArb,
-};
+// One field and its child only, so that concurrent values, objects and removes meet often.
+const narrowMapOpArb: fc.Arbitrary<unknown> = fc.oneof(
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      op: fc.constant('set'),
+      path: fc.constantFrom('/a', '/a/x'),
+      value: fc.constantFrom<unknown>(1, 2, { x: 3 }, { y: 4 }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('remove'), path: fc.constantFrom('/a', '/a/x') }) },
+);
 
-function actionArb(kind: DocKind): fc.Arbitrary<Action> {
+interface Variant {
+  name: string;
+  kind: DocKind;
+  op: fc.Arbitrary<unknown>;
+}
+
+const VARIANTS: readonly Variant[] = [
+  { name: 'map documents', kind: Kind.map, op: mapOpArb },
+  { name: 'map documents (writes to /a and /a/x only)', kind: Kind.map, op: narrowMapOpArb },
+  { name: 'counter documents', kind: Kind.counter, op: counterOpArb },
+  { name: 'set documents', kind: Kind.set, op: setOpArb },
+];
+
+/** A variant with one of its scenarios. */
+const variantScenarioArb: fc.Arbitrary<[Variant, Scenario]> = fc
+  .constantFrom(...VARIANTS)
+  .chain((v) => fc.tuple(fc.constant(v), scenarioArb(v.op)));
+
+function actionArb(op: fc.Arbitrary<unknown>): fc.Arbitrary<Action> {
   const replica = fc.nat({ max: IDS.length - 1 });
   return fc.oneof(
     {
@@ -139,7 +171,7 @@ function actionArb(kind: DocKind): fc.Arbitrary<Action> {
       arbitrary: fc.record({
         kind: fc.constant('op' as const),
         at: replica,
-        ops: fc.array(OP_ARBS[kind], { minLength: 1, maxLength: 2 }),
+        ops: fc.array(op, { minLength: 1, maxLength: 2 }),
         clockStepMs: fc.integer({ min: -3, max: 4 }),
         counterGap: fc.nat({ max: 2 }),
       }),
@@ -157,15 +189,21 @@ function actionArb(kind: DocKind): fc.Arbitrary<Action> {
 }
 
 // Small clock ranges on purpose: equal timestamps at different replicas exercise the tie-breaks.
-function scenarioArb(kind: DocKind): fc.Arbitrary<Scenario> {
+function scenarioArb(op: fc.Arbitrary<unknown>): fc.Arbitrary<Scenario> {
   return fc.record({
     clockMs: fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 3, maxLength: 3 }),
-    actions: fc.array(actionArb(kind), { minLength: 1, maxLength: 25 }),
+    actions: fc.array(actionArb(op), { minLength: 1, maxLength: 30 }),
   });
 }
 
-const triplesArb = fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat()), { minLength: 1, maxLength: 10 });
+const triplesArb = fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat()), { minLength: 1, maxLength: 40 });
 const keysArb = fc.array(fc.nat(), { minLength: 1, maxLength: 40 });
+
+/** The conflicts a state shows, as `path: dots`. */
+function conflictsOf(s: RecordState, policy: Policy | PolicyAt): string[] {
+  const view = materialize(s, undefined, policy);
+  return view.conflicts.map((c) => `${c.path}: ${c.siblings.map((x) => dotToString(x.dot)).join(' ')}`);
+}
 
 const pick = (run: Run, i: number): RecordState => run.reached[i % run.reached.length] as RecordState;
 
@@ -185,17 +223,18 @@ const POLICIES: readonly { name: string; policy: Policy | PolicyAt }[] = [
   { name: 'lww at /a, /a/x and /k~1~0, keep elsewhere', policy: perPath },
 ];
 
-const KINDS: readonly DocKind[] = [Kind.map, Kind.counter, Kind.set];
-
-const RUNS = Number(process.env.RUNS ?? 60);
+/** Runs per property; CRDT_PROP_SCALE=10 (say) searches longer. */
+const SCALE = Number(process.env.CRDT_PROP_SCALE ?? 1);
+const runs = (n: number): number => Math.max(1, Math.round(n * SCALE));
+const RUNS = runs(100);
 
 // ---------------------------------------------------------------------------------------------
 // Join laws and convergence, for every kind and policy
 
-for (const kind of KINDS) {
+for (const { name: kindName, kind, op } of VARIANTS) {
   for (const { name, policy } of POLICIES) {
-    describe(`${kind} documents, joined under ${name}, on reachable states`, () => {
-      const scenario = scenarioArb(kind);
+    describe(`${kindName}, joined under ${name}, on reachable states`, () => {
+      const scenario = scenarioArb(op);
       const sim = (sc: Scenario): Run => simulate(kind, sc, policy);
       const join = (x: RecordState, y: RecordState): RecordState => joinRecords(x, y, policy);
 
@@ -239,16 +278,19 @@ for (const kind of KINDS) {
                 states[to] = join(states[to] as RecordState, states[from] as RecordState);
               }
             }
-            const view = JSON.stringify(jsonOf(expected));
-            const conflicts = JSON.stringify(materialize(expected).conflicts.map((c) => c.path));
+            const view = JSON.stringify(jsonOf(expected, policy));
+            const conflicts = JSON.stringify(conflictsOf(expected, policy));
             for (const s of states) {
               expect(hex(s)).toBe(hex(expected));
-              expect(JSON.stringify(jsonOf(s))).toBe(view);
-              expect(JSON.stringify(materialize(s).conflicts.map((c) => c.path))).toBe(conflicts);
-              expect(hasConflict(s)).toBe(hasConflict(expected));
+              expect(JSON.stringify(jsonOf(s, policy))).toBe(view);
+              expect(JSON.stringify(conflictsOf(s, policy))).toBe(conflicts);
+              expect(hasConflict(s, policy)).toBe(hasConflict(expected, policy));
             }
             // Every state ever reached, delivered in a random order, twice each.
-            expect(hex(joinAll(shuffle([...run.reached, ...run.reached], keys), policy))).toBe(hex(expected));
+            const all = [...run.reached, ...run.reached];
+            for (const order of [shuffle(all, keys), shuffle(all, [...keys].reverse()), [...all].reverse()]) {
+              expect(hex(joinAll(order, policy))).toBe(hex(expected));
+            }
           }),
           { numRuns: RUNS },
         );
@@ -256,6 +298,94 @@ for (const kind of KINDS) {
     });
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+describe('the view of reachable states', () => {
+  it('shows a conflict exactly where hasConflict says, under every policy', () => {
+    fc.assert(
+      fc.property(variantScenarioArb, fc.constantFrom(...POLICIES), ([{ kind }, sc], { policy }) => {
+        for (const s of simulate(kind, sc, policy).reached) {
+          expect(hasConflict(s, policy)).toBe(materialize(s, undefined, policy).conflicts.length > 0);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+// A PUT of a map document, on any reachable state: reads back as written.
+
+const CONFIG: CollectionConfig = {
+  kind: Kind.map,
+  policy: Policy.keep,
+  fields: { '/c': { type: FieldType.counter }, '/t': { type: FieldType.set } },
+};
+
+const putArb = fc.record(
+  {
+    a: fc.constantFrom<unknown>(1, 'x', null, {}, { x: 1 }, { x: {} }, { y: [1] }, { x: 2, y: 'z' }),
+    b: valueArb,
+    'k/~': fc.constantFrom<unknown>(7, { z: 1 }),
+    c: fc.integer({ min: -20, max: 20 }),
+    t: fc.array(elementArb, { maxLength: 4 }),
+  },
+  { requiredKeys: [] },
+);
+
+/** What a map reads as after a PUT of `next`: sets sorted and without duplicates, empty ones absent. */
+function expectedRead(next: Record<string, unknown>): unknown {
+  const out: Record<string, unknown> = { ...next };
+  if (Array.isArray(next.t)) {
+    const texts = [...new Set(next.t.map((e) => canonicalJson(e as JsonValue)))].map(utf8).sort(compareBytes);
+    if (texts.length === 0) delete out.t;
+    else out.t = texts.map((b) => JSON.parse(fromUtf8(b)) as unknown);
+  }
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+describe('diffToOps', () => {
+  it('a PUT reads back as written, resolving every conflict; writing back what was read changes nothing shown', () => {
+    fc.assert(
+      fc.property(scenarioArb(mapOpArb), fc.nat({ max: 2 }), putArb, (sc, at, next) => {
+        const run = simulate(Kind.map, sc, Policy.keep);
+        const r = run.replicas[at] as TestReplica;
+        const apply = (value: unknown): void => {
+          const view = materialize(r.state);
+          r.state = applyPatch(r.state, view, diffToOps(view, value, CONFIG), r.id, r.mint);
+        };
+        // Writing back what was read: the same document, without conflicts.
+        const shown = jsonOf(r.state);
+        if (shown !== undefined && !Array.isArray(shown) && typeof shown === 'object' && shown !== null) {
+          const typesFit =
+            !('t' in shown && !Array.isArray(shown.t)) && !('c' in shown && !Number.isSafeInteger(shown.c));
+          if (typesFit) {
+            apply(shown);
+            expect(jsonOf(r.state)).toEqual(shown);
+            expect(hasConflict(r.state)).toBe(false);
+          }
+        }
+        // A field holding a counter or a set takes only an integer or an array, unless declared.
+        const root = materialize(r.state).root;
+        const misfit = Object.entries(next).some(([k, v]) => {
+          if (CONFIG.fields?.[`/${k}`] !== undefined) return false;
+          const n = root?.type === 'object' ? root.fields.get(k) : undefined;
+          return (n?.type === 'counter' && !Number.isSafeInteger(v)) || (n?.type === 'set' && !Array.isArray(v));
+        });
+        if (misfit) {
+          expect(dbErrorOf(() => apply(next)).code).toBe(ErrorCode.invalidInput);
+          return;
+        }
+        apply(next);
+        expect(jsonOf(r.state)).toEqual(expectedRead(next));
+        expect(hasConflict(r.state)).toBe(false);
+        expect(diffToOps(materialize(r.state), next, CONFIG)).toEqual([]);
+      }),
+      { numRuns: runs(150) },
+    );
+  });
+});
 
 // ---------------------------------------------------------------------------------------------
 // The codec, on reachable states
@@ -269,9 +399,9 @@ describe('the codec, on states with entries of every type', () => {
   it('round-trips every reachable state, and everyDotIn agrees with the decoded dots', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom(...KINDS).chain((kind) => fc.tuple(fc.constant(kind), scenarioArb(kind))),
+        variantScenarioArb,
         fc.array(fc.tuple(fc.constantFrom(...IDS), fc.nat({ max: 30 })), { maxLength: 6 }),
-        ([kind, sc], ceilings) => {
+        ([{ kind }, sc], ceilings) => {
           const run = simulate(kind, sc, Policy.keep);
           // A "holds" that answers yes up to a per-replica ceiling, as a peer's context would.
           const ceiling = new Map(ceilings);
@@ -286,7 +416,7 @@ describe('the codec, on states with entries of every type', () => {
           }
         },
       ),
-      { numRuns: 150 },
+      { numRuns: runs(150) },
     );
   });
 });
@@ -323,7 +453,7 @@ describe('counter semantics', () => {
           expect(jsonOf(joinRecords(again.state, merged, policy))).toBe(total + 7);
         },
       ),
-      { numRuns: 200 },
+      { numRuns: runs(200) },
     );
   });
 });
@@ -355,7 +485,7 @@ describe('set semantics', () => {
           expect(hex(a.state)).toBe(hex(b.state));
         },
       ),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
   });
 });

@@ -181,8 +181,11 @@ export function applyPatch(
   for (const op of ops) {
     const { path } = op;
     if (op.op !== 'remove') checkParents(current, path);
-    // Ancestors that held an empty object as a value become objects made of fields.
+    // Ancestors that held an empty object as a value become objects made of fields, and a
+    // value of the whole document (written while the collection held records) gives way to
+    // the fields written into it.
     const parents = new Set(ancestors(path));
+    if (path !== ROOT) parents.add(ROOT);
     const dropParents = (s: Sibling): boolean => s.type === undefined && parents.has(s.path ?? ROOT);
     switch (op.op) {
       case 'set':
@@ -247,6 +250,10 @@ function bytesSame(a: Uint8Array, b: Uint8Array): boolean {
 export function diffToOps(view: DocumentView, next: unknown, config: CollectionConfig): PreparedOp[] {
   if (!isPlainObject(next)) throw bad('a map document is a JSON object');
   const conflicted = new Set(view.conflicts.map((c) => c.path));
+  const typed = Object.entries(config.fields ?? {}).filter(
+    ([, f]) => f.type !== undefined && f.type !== FieldType.register,
+  );
+  const typedBelow = (p: string): boolean => typed.some(([q]) => q.startsWith(`${p}/`));
   const ops: PreparedOp[] = [];
   const walk = (cur: Node | undefined, value: Record<string, unknown>, path: string): void => {
     const fields = cur?.type === 'object' ? cur.fields : new Map<string, Node>();
@@ -260,7 +267,7 @@ export function diffToOps(view: DocumentView, next: unknown, config: CollectionC
         if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw bad(`${p} is a counter: give it an integer`);
         const was = c?.type === 'counter' ? c.value : 0;
         if (c !== undefined && c.type !== 'counter') ops.push({ op: 'remove', path: p });
-        if (v !== was || c === undefined) ops.push({ op: 'increment', path: p, by: v - was });
+        if (v !== was || c?.type !== 'counter') ops.push({ op: 'increment', path: p, by: v - was });
         continue;
       }
       if (type === FieldType.set) {
@@ -274,7 +281,8 @@ export function diffToOps(view: DocumentView, next: unknown, config: CollectionC
         continue;
       }
       if (isPlainObject(v) && Object.keys(v).length > 0 && (c === undefined || c.type === 'object')) {
-        if (c === undefined) ops.push({ op: 'set', path: p, value: v as JsonValue });
+        // A new object is set whole, unless the settings give a field inside it a type.
+        if (c === undefined && !typedBelow(p)) ops.push({ op: 'set', path: p, value: v as JsonValue });
         else walk(c, v, p);
         if (conflicted.has(p) && c !== undefined) ops.push({ op: 'set', path: p, value: v as JsonValue });
         continue;
@@ -282,7 +290,7 @@ export function diffToOps(view: DocumentView, next: unknown, config: CollectionC
       if (c?.type === 'register' && !conflicted.has(p) && jsonEquals(c.value, v as JsonValue)) continue;
       ops.push({ op: 'set', path: p, value: v as JsonValue });
     }
-    for (const k of fields.keys()) if (!(k in value)) ops.push({ op: 'remove', path: child(path, k) });
+    for (const k of fields.keys()) if (!Object.hasOwn(value, k)) ops.push({ op: 'remove', path: child(path, k) });
   };
   walk(view.root, next, ROOT);
   return ops;

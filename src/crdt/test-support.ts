@@ -61,8 +61,8 @@ export class TestReplica {
 export const hex = (s: RecordState): string => toHex(encodeRecord(s));
 
 /** The JSON a state shows, or undefined when it reads as absent. */
-export function jsonOf(s: RecordState): JsonValue | undefined {
-  const { root } = materialize(s);
+export function jsonOf(s: RecordState, policy: Policy | PolicyAt = 'keep'): JsonValue | undefined {
+  const { root } = materialize(s, undefined, policy);
   return root === undefined ? undefined : toJson(root);
 }
 

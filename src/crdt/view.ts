@@ -6,11 +6,14 @@
  * below the path; else the winning register value; else a counter (the sum of every
  * replica's increments less its decrements); else a set (its elements, sorted). Register
  * values that lose, including one written at a path another leader made an object of
- * concurrently, are the conflicts. Counter and set entries hidden by another type are kept,
- * not lost, and show again when what hides them is removed.
+ * concurrently, are the conflicts; at a path whose policy is `lww` the latest register value
+ * (compareLww) is shown and the others are not conflicts. The join does not drop them (see
+ * applyPolicy in src/core/record.ts): they go when a write to the path observes them.
+ * Counter and set entries hidden by another type are kept, not lost, and show again when
+ * what hides them is removed.
  */
-import { compareBytes, compareForWinner, fromUtf8, pathOf } from '../core/index.js';
-import type { JsonValue, RecordState, Sibling } from '../core/index.js';
+import { Policy, compareBytes, compareForWinner, compareLww, fromUtf8, pathOf } from '../core/index.js';
+import type { JsonValue, PolicyAt, RecordState, Sibling } from '../core/index.js';
 import { ROOT, segments, unescapeKey } from './json-pointer.js';
 
 export type Node =
@@ -47,7 +50,21 @@ export function countOf(s: Sibling): { p: number; n: number } {
   return { p, n };
 }
 
-export function materialize(state: RecordState, mergeAt: MergeAt = () => undefined): DocumentView {
+/** Whether the registers at `path` are resolved last-writer-wins. */
+function lwwAt(policy: Policy | PolicyAt): (path: string) => boolean {
+  if (typeof policy !== 'function') return () => policy === Policy.lww;
+  return (path) => policy(path) === Policy.lww;
+}
+
+/**
+ * The view of `state`. `policy` is the collection's (kinds.ts `policyAt`): under `lww` a
+ * path's latest register value shows, without a conflict; `mergeAt` resolves 'merge' paths.
+ */
+export function materialize(
+  state: RecordState,
+  mergeAt: MergeAt = () => undefined,
+  policy: Policy | PolicyAt = Policy.keep,
+): DocumentView {
   const root: Trie = { entries: [], children: new Map() };
   for (const s of state.siblings) {
     let t = root;
@@ -59,14 +76,19 @@ export function materialize(state: RecordState, mergeAt: MergeAt = () => undefin
     t.entries.push(s);
   }
   const conflicts: PathConflict[] = [];
-  const node = build(root, ROOT, mergeAt, conflicts);
+  const node = build(root, ROOT, { mergeAt, lww: lwwAt(policy) }, conflicts);
   return { root: node, conflicts };
 }
 
-function build(t: Trie, path: string, mergeAt: MergeAt, conflicts: PathConflict[]): Node | undefined {
+interface Resolve {
+  mergeAt: MergeAt;
+  lww: (path: string) => boolean;
+}
+
+function build(t: Trie, path: string, resolve: Resolve, conflicts: PathConflict[]): Node | undefined {
   const fields = new Map<string, Node>();
   for (const seg of [...t.children.keys()].sort()) {
-    const n = build(t.children.get(seg) as Trie, `${path}/${seg}`, mergeAt, conflicts);
+    const n = build(t.children.get(seg) as Trie, `${path}/${seg}`, resolve, conflicts);
     if (n !== undefined) fields.set(unescapeKey(seg), n);
   }
   const registers = t.entries.filter((s) => s.type === undefined);
@@ -76,10 +98,11 @@ function build(t: Trie, path: string, mergeAt: MergeAt, conflicts: PathConflict[
     return { type: 'object', fields };
   }
   if (registers.length > 0) {
+    const lww = resolve.lww(path);
     let win = registers[0] as Sibling;
-    for (const s of registers) if (compareForWinner(s, win) > 0) win = s;
-    if (registers.length > 1) {
-      const merge = mergeAt(path);
+    for (const s of registers) if ((lww ? compareLww(s, win) : compareForWinner(s, win)) > 0) win = s;
+    if (registers.length > 1 && !lww) {
+      const merge = resolve.mergeAt(path);
       const live = registers.filter((s) => s.value !== null);
       if (merge !== undefined && live.length > 0) {
         return {
@@ -89,7 +112,8 @@ function build(t: Trie, path: string, mergeAt: MergeAt, conflicts: PathConflict[
           merged: true,
         };
       }
-      conflicts.push({ path, siblings: registers.filter((s) => s !== win) });
+      const losers = distinctLosers(registers, win);
+      if (losers.length > 0) conflicts.push({ path, siblings: losers });
     }
     if (win.value === null) return undefined;
     return { type: 'register', value: parse(win.value), winner: win, merged: false };
@@ -113,13 +137,29 @@ function build(t: Trie, path: string, mergeAt: MergeAt, conflicts: PathConflict[
   return undefined;
 }
 
+/**
+ * The register siblings other than the winner, each value once: leaders that wrote the same
+ * value concurrently do not disagree. The first in dot order stands for its value.
+ */
+export function distinctLosers(registers: readonly Sibling[], win: Sibling): Sibling[] {
+  const out: Sibling[] = [];
+  for (const s of registers) {
+    if (sameValue(s, win) || out.some((o) => sameValue(o, s))) continue;
+    out.push(s);
+  }
+  return out;
+}
+
+export function sameValue(a: Sibling, b: Sibling): boolean {
+  if (a.value === null || b.value === null) return a.value === b.value;
+  return compareBytes(a.value, b.value) === 0;
+}
+
 export function toJson(node: Node): JsonValue {
   switch (node.type) {
-    case 'object': {
-      const o: Record<string, JsonValue> = {};
-      for (const [k, v] of node.fields) o[k] = toJson(v);
-      return o;
-    }
+    case 'object':
+      // fromEntries defines own properties: a field named "__proto__" stays a field.
+      return Object.fromEntries([...node.fields].map(([k, v]) => [k, toJson(v)])) as Record<string, JsonValue>;
     case 'register':
     case 'counter':
       return node.value;
@@ -138,18 +178,22 @@ export function nodeAt(root: Node | undefined, path: string): Node | undefined {
   return n;
 }
 
-/** True when some path shows a conflict (for counts and listings; merge-resolved paths included). */
-export function hasConflict(state: RecordState): boolean {
-  const registers = new Map<string, number>();
+/**
+ * True when some path shows a conflict (for counts and listings; merge-resolved paths
+ * included). Several register values at a path whose `policy` is `lww` are not one.
+ */
+export function hasConflict(state: RecordState, policy: Policy | PolicyAt = Policy.keep): boolean {
+  const lww = lwwAt(policy);
+  const registers = new Map<string, Sibling>();
   const live = new Set<string>();
   const paths = new Set<string>();
   for (const s of state.siblings) {
     const p = pathOf(s);
     paths.add(p);
     if (s.type !== undefined) continue;
-    const n = (registers.get(p) ?? 0) + 1;
-    if (n > 1) return true;
-    registers.set(p, n);
+    const first = registers.get(p);
+    if (first === undefined) registers.set(p, s);
+    else if (!sameValue(first, s) && !lww(p)) return true;
     if (s.value !== null) live.add(p);
   }
   // A live register at a path another entry lies below: a value met an object concurrently.

@@ -46,13 +46,15 @@ import {
   winner,
   writeRecord,
 } from '../core/index.js';
-import type { Dot, Hlc, JsonValue, Limits, RecordState, Sibling, WriteBasis } from '../core/index.js';
+import type { Dot, Hlc, JsonValue, Limits, PolicyAt, RecordState, Sibling, WriteBasis } from '../core/index.js';
 import {
   Kind,
   applyPatch,
   checkCollectionConfig,
   diffToOps,
+  distinctLosers,
   hasConflict,
+  sameValue,
   materialize,
   preparePatch,
   toJson,
@@ -63,7 +65,7 @@ import type { Change, DocChange } from '../protocol/index.js';
 import type { DocKey, DocRow, Storage, WriteTx } from '../storage/index.js';
 import { ConflictError, DbError, ErrorCode } from '../shared/errors.js';
 import { META_KEY, ReplicaMeta } from './replica-meta.js';
-import { FLAG_IN_GROUP, unwrapStored, wrapEncoded, wrapStored } from './stored-doc.js';
+import { FLAG_CONFLICT, FLAG_IN_GROUP, unwrapStored, wrapEncoded, wrapStored } from './stored-doc.js';
 import { CONFIG_COLLECTION, CollectionConfigs } from './collection-config.js';
 import type { CollectionOptions, MergeFunction } from './collection-config.js';
 
@@ -459,7 +461,7 @@ export class Replica {
       // No tombstone: edits made concurrently elsewhere survive the delete, as in a map CRDT.
       return { siblings: [], context: vvWith(state.context, mint().dot) };
     }
-    const view = materialize(state);
+    const view = materialize(state, undefined, this.policyOf(p.collection));
     const ops = 'put' in change ? diffToOps(view, change.put, p.config) : change.patch;
     if (ops.length === 0) return { siblings: state.siblings, context: vvWith(state.context, mint().dot) };
     return applyPatch(state, view, ops, next.id, mint);
@@ -516,26 +518,25 @@ export class Replica {
     flags: number,
     encoded?: Uint8Array,
   ): boolean {
+    // Settings documents are in the digest (they replicate) but not in the user's counts.
+    const counted = key.collection === CONFIG_COLLECTION ? 0 : 1;
+    const conflict = counted === 1 && conflicted(state, this.policyOf(key.collection));
     // A row that left an atomic group keeps the mark: wherever it moves next, the group's
     // seq must still ship with it, so each move extends the chain of links.
-    const carried = old === undefined ? flags : flags | (old.flags & FLAG_IN_GROUP);
+    let carried = old === undefined ? flags : flags | (old.flags & FLAG_IN_GROUP);
+    if (conflict) carried |= FLAG_CONFLICT;
     const { row: bytes, bytes: stateBytes } =
       encoded === undefined ? wrapStored(carried, state) : wrapEncoded(carried, encoded);
     if (row !== undefined && old !== undefined) {
       // A row leaving (a chain from) an atomic group: the old seq must now ship with this one.
       if ((old.flags & FLAG_IN_GROUP) !== 0 && row.seq !== seq) tx.putLink(row.seq, seq);
-    }
-    // Settings documents are in the digest (they replicate) but not in the user's counts.
-    const counted = key.collection === CONFIG_COLLECTION ? 0 : 1;
-    if (row !== undefined && old !== undefined) {
       xorDocHash(next.digest, key, old.bytes);
       next.docs -= isDeletedState(old.state) ? 0 : counted;
-      next.conflicts -= conflicted(old.state) ? counted : 0;
+      next.conflicts -= (old.flags & FLAG_CONFLICT) !== 0 ? 1 : 0;
     }
     tx.putDoc({ collection: key.collection, id: key.id, seq, state: bytes });
     xorDocHash(next.digest, key, stateBytes);
     next.docs += isDeletedState(state) ? 0 : counted;
-    const conflict = conflicted(state) && counted === 1;
     next.conflicts += conflict ? 1 : 0;
     if (key.collection === CONFIG_COLLECTION) this.configChanges.push({ collection: key.id, state });
     return conflict;
@@ -583,7 +584,8 @@ export class Replica {
 
   /** A map, counter or set document (or a record whose collection changed kind). */
   private documentView(collection: string, id: string, state: RecordState, view?: DocumentView): DocView | null {
-    const v = view ?? materialize(state, (path) => this.configs.mergeAt(collection, id, path));
+    const v =
+      view ?? materialize(state, (path) => this.configs.mergeAt(collection, id, path), this.policyOf(collection));
     if (v.root === undefined) return null;
     let latest: Sibling | undefined;
     for (const s of state.siblings) if (latest === undefined || compareHlc(s.hlc, latest.hlc) > 0) latest = s;
@@ -664,7 +666,7 @@ export class Replica {
         id: row.id,
         version: contextToken(row.collection, row.id, state.context, latestHlc(state)),
         deleted: isDeletedState(state),
-        conflicts: conflictCount(state),
+        conflicts: conflictCount(state, this.policyOf(row.collection)),
       };
     });
     const last = rows[rows.length - 1];
@@ -702,7 +704,7 @@ export class Replica {
         if (options.collection !== undefined && row.collection !== options.collection) continue;
         if (row.collection === CONFIG_COLLECTION) continue;
         const { state } = unwrapStored(row.state);
-        if (!conflicted(state)) continue;
+        if (!conflicted(state, this.policyOf(row.collection))) continue;
         const v = this.view(row.collection, row.id, state);
         results.push({
           seq: row.seq,
@@ -1047,7 +1049,7 @@ export class Replica {
     const changed = this.configChanges;
     this.configChanges = [];
     for (const c of changed)
-      if (this.configs.update(c.collection, c.state)) this.afterCommit(() => this.reduce(c.collection));
+      if (this.configs.update(c.collection, c.state)) this.afterCommit(() => this.reconcile(c.collection));
     for (const e of events) {
       for (const l of [...this.listeners]) l(e);
       if (e.conflict) {
@@ -1107,7 +1109,7 @@ export class Replica {
       return;
     }
     const ops: PatchOp[] = [];
-    const view = materialize(state);
+    const view = materialize(state, undefined, this.policyOf(collection));
     for (const c of view.conflicts) {
       const merge = this.configs.mergeAt(collection, id, c.path);
       if (merge === undefined || c.path === '') continue;
@@ -1124,30 +1126,38 @@ export class Replica {
   }
 
   /**
-   * After a collection (or a field) became last-writer-wins: drops the register siblings
-   * that lost, as a join under the new settings would. One replica doing it is enough (the
-   * drop replicates), and every replica doing it changes nothing more.
+   * After a collection's policies changed: a record collection that became last-writer-wins
+   * drops the siblings that lost, as a join under the new settings would (one replica doing
+   * it is enough, as the drop replicates; more change nothing more); and every document's
+   * conflict mark and count follow what its view now shows (a map field that became `lww`
+   * no longer shows a conflict), in place, without a new feed entry.
    */
-  private async reduce(collection: string): Promise<void> {
-    const policy = this.policyOf(collection);
-    if (policy === Policy.keep || policy === Policy.merge) return;
+  private async reconcile(collection: string): Promise<void> {
     let after: string | undefined;
     for (;;) {
       if (this.closed) return;
       const rows = await this.storage.read((tx) => tx.listDocs(collection, after, 200));
       await this.commit(async (tx, next) => {
+        const policy = this.policyOf(collection);
         let seq = 0;
-        for (const row of rows) {
-          const old = unwrapStored(row.state);
-          if (old.state.siblings.length < 2) continue;
-          const reduced = joinRecords(EMPTY_RECORD, old.state, this.policyOf(collection));
-          const bytes = encodeRecord(reduced);
-          if (bytesEqual(bytes, old.bytes)) continue;
+        for (const listed of rows) {
           // Read again inside the transaction: a write may have come in between.
-          const current = (await tx.getDocs([row]))[0];
-          if (current === undefined || !bytesEqual(current.state, row.state)) continue;
-          if (seq === 0) seq = ++next.seq;
-          this.record(tx, next, row, current, old, reduced, seq, 0, bytes);
+          const row = (await tx.getDocs([listed]))[0];
+          if (row === undefined) continue;
+          const old = unwrapStored(row.state);
+          const reduced = old.state.siblings.length < 2 ? old.state : joinRecords(EMPTY_RECORD, old.state, policy);
+          const bytes = reduced === old.state ? old.bytes : encodeRecord(reduced);
+          if (!bytesEqual(bytes, old.bytes)) {
+            if (seq === 0) seq = ++next.seq;
+            this.record(tx, next, row, row, old, reduced, seq, 0, bytes);
+            continue;
+          }
+          const was = (old.flags & FLAG_CONFLICT) !== 0;
+          const now = conflicted(old.state, policy);
+          if (was === now) continue;
+          const { row: state } = wrapEncoded(now ? old.flags | FLAG_CONFLICT : old.flags & ~FLAG_CONFLICT, old.bytes);
+          tx.putDoc({ collection: row.collection, id: row.id, seq: row.seq, state });
+          next.conflicts += now ? 1 : -1;
         }
       });
       if (rows.length < 200) return;
@@ -1181,40 +1191,22 @@ function writeResult(collection: string, id: string, context: RecordState['conte
   return new LazyWriteResult(collection, id, context, hlc);
 }
 
-/**
- * The siblings other than the winner, each value shown once: two leaders that wrote the same
- * value concurrently do not disagree. The first in dot order stands for its value.
- */
-function distinctLosers(siblings: readonly Sibling[], win: Sibling): Sibling[] {
-  const out: Sibling[] = [];
-  for (const s of siblings) {
-    if (sameValue(s, win) || out.some((o) => sameValue(o, s))) continue;
-    out.push(s);
-  }
-  return out;
-}
-
-function sameValue(a: Sibling, b: Sibling): boolean {
-  if (a.value === null || b.value === null) return a.value === b.value;
-  return bytesEqual(a.value, b.value);
-}
-
 /** Whether a document shows a conflict: for records, siblings with different values. */
-function conflicted(state: RecordState): boolean {
+function conflicted(state: RecordState, policy: Policy | PolicyAt): boolean {
   if (state.siblings.length <= 1) return false;
   if (state.siblings.every(isRootRegister)) {
     const first = state.siblings[0] as Sibling;
     return state.siblings.some((s) => !sameValue(s, first));
   }
-  return hasConflict(state);
+  return hasConflict(state, policy);
 }
 
-function conflictCount(state: RecordState): number {
+function conflictCount(state: RecordState, policy: Policy | PolicyAt): number {
   if (state.siblings.every(isRootRegister)) {
     const win = winner(state);
     return win === undefined ? 0 : distinctLosers(state.siblings, win).length;
   }
-  return materialize(state).conflicts.reduce((n, c) => n + c.siblings.length, 0);
+  return materialize(state, undefined, policy).conflicts.reduce((n, c) => n + c.siblings.length, 0);
 }
 
 const digestScratch = new Encoder(4096);

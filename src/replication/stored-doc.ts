@@ -4,11 +4,15 @@
  *
  *   flag 1: the change that wrote this row touched several documents (an atomic batch);
  *           when this row moves to a later seq, the old seq must ship with the new one.
+ *   flag 2: the document shows a conflict, as counted in the replica's `conflicts`. Kept
+ *           here because whether a map shows one depends on settings that may change: the
+ *           count is adjusted by what was counted, then recounted when settings change.
  */
 import { decodeRecord, encodeRecordWithPrefix } from '../core/index.js';
 import type { RecordState } from '../core/index.js';
 
 export const FLAG_IN_GROUP = 1;
+export const FLAG_CONFLICT = 2;
 
 export interface StoredDoc {
   readonly flags: number;
