@@ -26,7 +26,8 @@ function printDoc(print: Print, doc: Record<string, unknown>): void {
   const conflicts = (doc['conflicts'] as Record<string, unknown>[] | undefined) ?? [];
   for (const c of conflicts) {
     const v = c['deleted'] === true ? '(deleted)' : JSON.stringify(c['value']);
-    print(`  conflict: ${v}  from ${String(c['origin'])}, ${String(c['time'])}  version ${String(c['version'])}`);
+    const at = c['path'] === undefined ? '' : `${String(c['path'])}: `;
+    print(`  conflict: ${at}${v}  from ${String(c['origin'])}, ${String(c['time'])}  version ${String(c['version'])}`);
   }
 }
 

@@ -342,3 +342,87 @@ describe('a collection that changes kind', () => {
     expect((await a.conflicts()).results.map((r) => r.id)).toEqual(['u']);
   });
 });
+
+describe('merge functions that fail', () => {
+  it('a merge function that throws or returns a non-JSON value leaves the conflict visible, never a failed read', async () => {
+    const boom: MergeFunction = () => {
+      throw new Error('boom');
+    };
+    const nothing = (() => undefined) as unknown as MergeFunction;
+    const [a, b] = [
+      await open('a', { mergeFunctions: { boom, nothing } }),
+      await open('b', { mergeFunctions: { boom, nothing } }),
+    ];
+    await a.collection('x').configure({ kind: 'record', policy: 'merge', merge: 'boom' });
+    await a
+      .collection('y')
+      .configure({ kind: 'map', policy: 'keep', fields: { '/f': { policy: 'merge', merge: 'nothing' } } });
+    await syncAll([a, b]);
+    await a.collection('x').put('d', 1);
+    await b.collection('x').put('d', 2);
+    await a.collection('y').patch('d', [{ op: 'set', path: '/f', value: 1 }]);
+    await b.collection('y').patch('d', [{ op: 'set', path: '/f', value: 2 }]);
+    await syncAll([a, b]);
+    expect((await a.collection('x').get('d'))?.conflicts).toHaveLength(1);
+    expect((await a.collection('y').get('d'))?.conflicts).toHaveLength(1);
+    expect((await a.collection('x').list()).results).toHaveLength(1);
+    expect((await a.conflicts()).results).toHaveLength(2);
+    expect(a.replica.mergeWriteBacks + b.replica.mergeWriteBacks).toBe(0);
+  });
+
+  it('a merged document is not listed as a conflict while its write-back is pending', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    await b.collection('carts').configure({ kind: 'record', policy: 'merge', merge: 'union' });
+    await syncAll([a, b]);
+    await a.collection('carts').put('c', ['x']);
+    await b.collection('carts').put('c', ['y']);
+    // a is the resolver (least origin id); b shows the merge without writing it.
+    await sync(a, b);
+    await b.settled();
+    expect(b.replica.mergeWriteBacks).toBe(0);
+    expect((await b.collection('carts').get('c'))?.value).toEqual(['x', 'y']);
+    expect(b.status().conflicts).toBe(0);
+    expect((await b.conflicts()).results).toEqual([]);
+  });
+
+  it('an empty map exists as {}, and fields written into it replace it', async () => {
+    const [a, b] = [await open('a'), await open('b')];
+    await a.collection('ev').configure({ kind: 'map', policy: 'keep' });
+    await a.collection('ev').put('e', {});
+    await syncAll([a, b]);
+    expect((await b.collection('ev').get('e'))?.value).toEqual({});
+    await a.collection('ev').patch('e', [{ op: 'set', path: '/x', value: 1 }]);
+    await b.collection('ev').patch('e', [{ op: 'set', path: '/y', value: 2 }]);
+    await syncAll([a, b]);
+    const doc = await a.collection('ev').get('e');
+    expect(doc?.value).toEqual({ x: 1, y: 2 });
+    expect(doc?.conflicts).toEqual([]);
+  });
+});
+
+describe('map edge cases', () => {
+  it('a record collection turned map keeps the other fields when one field is patched', async () => {
+    const a = await open('a');
+    await a.collection('ev').put('e', { title: 'Standup', room: 'A' });
+    await a.collection('ev').configure({ kind: 'map', policy: 'keep' });
+    await a.collection('ev').patch('e', [{ op: 'set', path: '/room', value: 'B' }]);
+    expect((await a.collection('ev').get('e'))?.value).toEqual({ title: 'Standup', room: 'B' });
+  });
+
+  it('a map is held to the document size limit as a whole', async () => {
+    const a = await open('a', { limits: { docBytesMax: 1000 } });
+    await a.collection('ev').configure({ kind: 'map', policy: 'keep' });
+    await a.collection('ev').patch('e', [{ op: 'set', path: '/a', value: 'x'.repeat(600) }]);
+    const before = a.status();
+    await expectCode(a.collection('ev').patch('e', [{ op: 'set', path: '/b', value: 'y'.repeat(600) }]), 'too_large');
+    expect(a.status()).toEqual(before);
+  });
+
+  it('a patch answers the version a read of the same state shows', async () => {
+    const a = await open('a');
+    await a.collection('ev').configure({ kind: 'map', policy: 'keep' });
+    await a.collection('ev').put('e', { x: 1, y: 2 });
+    const { version } = await a.collection('ev').patch('e', [{ op: 'remove', path: '/x' }]);
+    expect((await a.collection('ev').get('e'))?.version).toBe(version);
+  });
+});

@@ -178,6 +178,14 @@ export function applyPatch(
 ): RecordState {
   const w: Work = { entries: [...state.siblings], context: new Map(state.context), mint };
   let current = view;
+  // A whole-document object (written while the collection held records) becomes fields
+  // first, so writing one field keeps the others.
+  const root = view.root;
+  if (root?.type === 'register' && isPlainObject(root.value) && ops.some((op) => op.path !== ROOT)) {
+    w.entries = w.entries.filter((s) => !(s.type === undefined && (s.path ?? ROOT) === ROOT));
+    setValue(w, ROOT, root.value);
+    current = materialize({ siblings: w.entries, context: w.context });
+  }
   for (const op of ops) {
     const { path } = op;
     if (op.op !== 'remove') checkParents(current, path);
@@ -249,6 +257,8 @@ function bytesSame(a: Uint8Array, b: Uint8Array): boolean {
  */
 export function diffToOps(view: DocumentView, next: unknown, config: CollectionConfig): PreparedOp[] {
   if (!isPlainObject(next)) throw bad('a map document is a JSON object');
+  // An empty map is kept as the value {}, so that it exists; fields written later replace it.
+  if (Object.keys(next).length === 0) return [{ op: 'set', path: ROOT, value: {} }];
   const conflicted = new Set(view.conflicts.map((c) => c.path));
   const typed = Object.entries(config.fields ?? {}).filter(
     ([, f]) => f.type !== undefined && f.type !== FieldType.register,

@@ -28,8 +28,11 @@ export interface PathConflict {
   siblings: Sibling[];
 }
 
-/** Resolves a path's register siblings with a merge function, when its policy is 'merge'. */
-export type MergeAt = (path: string) => ((values: JsonValue[]) => JsonValue) | undefined;
+/**
+ * Resolves a path's register siblings with a merge function, when its policy is 'merge'.
+ * The function answers undefined when it failed: the siblings then show as conflicts.
+ */
+export type MergeAt = (path: string) => ((values: JsonValue[]) => JsonValue | undefined) | undefined;
 
 export interface DocumentView {
   /** undefined when nothing live is left: the document reads as absent. */
@@ -93,7 +96,8 @@ function build(t: Trie, path: string, resolve: Resolve, conflicts: PathConflict[
   }
   const registers = t.entries.filter((s) => s.type === undefined);
   if (fields.size > 0) {
-    const live = registers.filter((s) => s.value !== null);
+    // An empty object written here is not at odds with fields written into it.
+    const live = registers.filter((s) => s.value !== null && !isEmptyObject(s.value));
     if (live.length > 0) conflicts.push({ path, siblings: live });
     return { type: 'object', fields };
   }
@@ -104,14 +108,9 @@ function build(t: Trie, path: string, resolve: Resolve, conflicts: PathConflict[
     if (registers.length > 1 && !lww) {
       const merge = resolve.mergeAt(path);
       const live = registers.filter((s) => s.value !== null);
-      if (merge !== undefined && live.length > 0) {
-        return {
-          type: 'register',
-          value: merge(live.map((s) => parse(s.value as Uint8Array))),
-          winner: win,
-          merged: true,
-        };
-      }
+      const merged =
+        merge === undefined || live.length === 0 ? undefined : merge(live.map((s) => parse(s.value as Uint8Array)));
+      if (merged !== undefined) return { type: 'register', value: merged, winner: win, merged: true };
       const losers = distinctLosers(registers, win);
       if (losers.length > 0) conflicts.push({ path, siblings: losers });
     }
@@ -148,6 +147,11 @@ export function distinctLosers(registers: readonly Sibling[], win: Sibling): Sib
     out.push(s);
   }
   return out;
+}
+
+/** The JSON text `{}` (values are stored as JSON.stringify writes them). */
+function isEmptyObject(value: Uint8Array): boolean {
+  return value.length === 2 && value[0] === 0x7b && value[1] === 0x7d;
 }
 
 export function sameValue(a: Sibling, b: Sibling): boolean {
@@ -194,7 +198,7 @@ export function hasConflict(state: RecordState, policy: Policy | PolicyAt = Poli
     const first = registers.get(p);
     if (first === undefined) registers.set(p, s);
     else if (!sameValue(first, s) && !lww(p)) return true;
-    if (s.value !== null) live.add(p);
+    if (s.value !== null && !isEmptyObject(s.value)) live.add(p);
   }
   // A live register at a path another entry lies below: a value met an object concurrently.
   for (const p of live) {

@@ -8,11 +8,12 @@
  * functions cannot replicate (they are code), so settings name them and every replica
  * registers the functions under those names.
  */
-import { Policy, fromUtf8, winner } from '../core/index.js';
+import { DEFAULT_LIMITS, Policy, encodeJsonValue, fromUtf8, winner } from '../core/index.js';
 import type { JsonValue, PolicyAt, RecordState } from '../core/index.js';
 import { DEFAULT_CONFIG, Kind, checkCollectionConfig, mergeNameAt, policyAt } from '../crdt/index.js';
 import type { CollectionConfig } from '../crdt/index.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
+import type { Logger } from '../env/env.js';
 
 export const CONFIG_COLLECTION = '_config';
 
@@ -36,8 +37,14 @@ export class CollectionConfigs {
   private readonly replicated = new Map<string, CollectionConfig>();
   private readonly local = new Map<string, CollectionConfig>();
   private readonly merges = new Map<string, MergeFunction>();
+  /** Merge functions that failed, so each is logged once rather than on every read. */
+  private readonly failed = new Set<string>();
 
-  constructor(defaults: Record<string, CollectionOptions>, merges: Record<string, MergeFunction>) {
+  constructor(
+    defaults: Record<string, CollectionOptions>,
+    merges: Record<string, MergeFunction>,
+    private readonly logger?: Logger,
+  ) {
     for (const [name, fn] of Object.entries(merges)) this.register(name, fn);
     for (const [name, o] of Object.entries(defaults)) {
       let merge = o.merge;
@@ -78,11 +85,43 @@ export class CollectionConfigs {
     return policyAt(this.get(collection));
   }
 
-  /** The merge function for a register at `path`, or undefined (then conflicts are kept). */
-  mergeAt(collection: string, id: string, path: string): ((values: JsonValue[]) => JsonValue) | undefined {
+  /**
+   * The merge function for a register at `path`, or undefined (then conflicts are kept).
+   * A function that throws or returns something other than JSON gives undefined, so the
+   * siblings show as conflicts rather than failing the read; the first failure is logged.
+   */
+  mergeAt(collection: string, id: string, path: string): ((values: JsonValue[]) => JsonValue | undefined) | undefined {
     const name = mergeNameAt(this.get(collection), path);
     const fn = name === undefined ? undefined : this.merges.get(name);
-    return fn === undefined ? undefined : (values) => fn(values, { collection, id, path });
+    if (name === undefined || fn === undefined) return undefined;
+    return (values) => {
+      try {
+        const result = fn(values, { collection, id, path });
+        encodeJsonValue(result, DEFAULT_LIMITS);
+        return result;
+      } catch (e) {
+        if (!this.failed.has(name)) {
+          this.failed.add(name);
+          this.logger?.log('error', 'a merge function failed: the conflict is kept instead', {
+            merge: name,
+            collection,
+            id,
+            path,
+            error: (e as Error).message,
+          });
+        }
+        return undefined;
+      }
+    };
+  }
+
+  /** Whether conflicts at `path` are resolved without showing (lww, or a registered merge). */
+  resolvesAt(collection: string, path: string): boolean {
+    const config = this.get(collection);
+    const policy = config.fields?.[path]?.policy ?? config.policy;
+    if (policy === Policy.lww) return true;
+    const name = mergeNameAt(config, path);
+    return policy === Policy.merge && name !== undefined && this.merges.has(name);
   }
 
   /** Names of merge functions that settings use but this replica has not registered. */
@@ -110,6 +149,17 @@ export class CollectionConfigs {
         this.replicated.set(collection, checkCollectionConfig(JSON.parse(fromUtf8(win.value))));
       } catch {
         return false;
+      }
+      const missing = this.missingMerges();
+      if (missing.length > 0) {
+        this.logger?.log(
+          'warn',
+          'collection settings name merge functions this replica lacks: their conflicts are kept',
+          {
+            collection,
+            missing,
+          },
+        );
       }
     }
     return JSON.stringify(policyShape(before)) !== JSON.stringify(policyShape(this.get(collection)));

@@ -53,8 +53,6 @@ import {
   checkCollectionConfig,
   diffToOps,
   distinctLosers,
-  hasConflict,
-  sameValue,
   materialize,
   preparePatch,
   toJson,
@@ -221,7 +219,7 @@ export class Replica {
     this.meta = meta;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.maxSkewMs = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
-    this.configs = new CollectionConfigs(options.collections ?? {}, options.mergeFunctions ?? {});
+    this.configs = new CollectionConfigs(options.collections ?? {}, options.mergeFunctions ?? {}, env.logger);
   }
 
   static async open(options: ReplicaOptions): Promise<Replica> {
@@ -271,6 +269,33 @@ export class Replica {
   /** The committed feed head. */
   get seq(): number {
     return this.meta.seq;
+  }
+
+  /**
+   * How many siblings a document shows as conflicts, exactly as its view does: none where
+   * last-writer-wins or a merge function (that did not fail) resolves them, and one per
+   * distinct value otherwise.
+   */
+  private conflictCount(collection: string, id: string, state: RecordState): number {
+    if (state.siblings.length <= 1 || collection === CONFIG_COLLECTION) return 0;
+    if (state.siblings.every(isRootRegister)) {
+      const win = winner(state);
+      if (win === undefined || this.configs.get(collection).policy === Policy.lww) return 0;
+      const losers = distinctLosers(state.siblings, win).length;
+      if (losers === 0) return 0;
+      const merge = this.configs.mergeAt(collection, id, '');
+      const live = state.siblings.filter((s) => s.value !== null);
+      if (
+        merge !== undefined &&
+        live.length > 0 &&
+        merge(live.map((s) => decodeText(s.value as Uint8Array))) !== undefined
+      ) {
+        return 0;
+      }
+      return losers;
+    }
+    const v = materialize(state, (path) => this.configs.mergeAt(collection, id, path), this.policyOf(collection));
+    return v.conflicts.reduce((n, c) => n + c.siblings.length, 0);
   }
 
   /** The policy of `collection`'s registers (per path, for a map with per-field policies). */
@@ -393,12 +418,15 @@ export class Replica {
           next.context.add(dot);
         } else {
           written = this.applyChange(p, state, next, now);
+          this.checkDocumentSize(p, written);
         }
         const conflict = this.record(tx, next, p, row, old, written, seq, flags);
         if (this.listeners.size > 0 || this.conflictListeners.size > 0) {
           events.push({ collection: p.collection, id: p.id, seq, origin: 'local', conflict });
         }
-        results.push(writeResult(p.collection, p.id, written.context, next.hlc));
+        // The version a GET of this state shows (a remove leaves no entry with its timestamp).
+        const hlc = p.change === undefined ? next.hlc : latestHlc(written);
+        results.push(writeResult(p.collection, p.id, written.context, hlc));
       }
       next.seq = seq;
       return results;
@@ -446,6 +474,19 @@ export class Replica {
       );
     }
     return p;
+  }
+
+  /** A map or set grows by operations: the whole document is held to the one-value limit too. */
+  private checkDocumentSize(p: PreparedWrite, state: RecordState): void {
+    let bytes = 0;
+    for (const s of state.siblings) bytes += (s.value?.length ?? 0) + (s.path?.length ?? 0);
+    if (bytes > this.limits.docBytesMax) {
+      throw new DbError(
+        ErrorCode.tooLarge,
+        `${p.collection}/${p.id} would hold ${bytes} bytes of values; the limit is ${this.limits.docBytesMax}`,
+        { details: { bytes, limit: this.limits.docBytesMax } },
+      );
+    }
   }
 
   /** A map, counter or set write: its operations, each with a fresh dot, on the current state. */
@@ -520,7 +561,7 @@ export class Replica {
   ): boolean {
     // Settings documents are in the digest (they replicate) but not in the user's counts.
     const counted = key.collection === CONFIG_COLLECTION ? 0 : 1;
-    const conflict = counted === 1 && conflicted(state, this.policyOf(key.collection));
+    const conflict = counted === 1 && this.conflictCount(key.collection, key.id, state) > 0;
     // A row that left an atomic group keeps the mark: wherever it moves next, the group's
     // seq must still ship with it, so each move extends the chain of links.
     let carried = old === undefined ? flags : flags | (old.flags & FLAG_IN_GROUP);
@@ -567,9 +608,12 @@ export class Replica {
     const others = distinctLosers(state.siblings, win);
     let conflicts = others.map((s) => this.conflictView(collection, id, s));
     const merge = others.length > 0 ? this.configs.mergeAt(collection, id, '') : undefined;
-    if (merge !== undefined) {
-      const live = state.siblings.filter((s) => s.value !== null).map((s) => decodeText(s.value as Uint8Array));
-      value = merge(live);
+    const merged =
+      merge === undefined
+        ? undefined
+        : merge(state.siblings.filter((s) => s.value !== null).map((s) => decodeText(s.value as Uint8Array)));
+    if (merged !== undefined) {
+      value = merged;
       conflicts = [];
     }
     return {
@@ -666,7 +710,7 @@ export class Replica {
         id: row.id,
         version: contextToken(row.collection, row.id, state.context, latestHlc(state)),
         deleted: isDeletedState(state),
-        conflicts: conflictCount(state, this.policyOf(row.collection)),
+        conflicts: this.conflictCount(row.collection, row.id, state),
       };
     });
     const last = rows[rows.length - 1];
@@ -704,7 +748,7 @@ export class Replica {
         if (options.collection !== undefined && row.collection !== options.collection) continue;
         if (row.collection === CONFIG_COLLECTION) continue;
         const { state } = unwrapStored(row.state);
-        if (!conflicted(state, this.policyOf(row.collection))) continue;
+        if (this.conflictCount(row.collection, row.id, state) === 0) continue;
         const v = this.view(row.collection, row.id, state);
         results.push({
           seq: row.seq,
@@ -1052,9 +1096,10 @@ export class Replica {
       if (this.configs.update(c.collection, c.state)) this.afterCommit(() => this.reconcile(c.collection));
     for (const e of events) {
       for (const l of [...this.listeners]) l(e);
-      if (e.conflict) {
-        for (const l of [...this.conflictListeners]) l(e);
-        if (e.origin === 'remote') this.afterCommit(() => this.resolveByMerge(e.collection, e.id));
+      if (e.conflict) for (const l of [...this.conflictListeners]) l(e);
+      // Merged documents show no conflict, but the merge is written back all the same.
+      if (e.origin === 'remote' && this.usesMerge(e.collection)) {
+        this.afterCommit(() => this.resolveByMerge(e.collection, e.id));
       }
     }
     return result;
@@ -1090,21 +1135,22 @@ export class Replica {
    * replicas show the merged value meanwhile; if that replica never comes back, the
    * conflict just stays merged on read.
    */
-  private async resolveByMerge(collection: string, id: string): Promise<void> {
+  private usesMerge(collection: string): boolean {
     const config = this.configs.get(collection);
-    const usesMerge =
-      config.policy === Policy.merge || Object.values(config.fields ?? {}).some((f) => f.policy === Policy.merge);
-    if (!usesMerge) return;
+    return config.policy === Policy.merge || Object.values(config.fields ?? {}).some((f) => f.policy === Policy.merge);
+  }
+
+  private async resolveByMerge(collection: string, id: string): Promise<void> {
     const state = await this.getState(collection, id);
     if (state === undefined) return;
     const version = contextToken(collection, id, state.context, latestHlc(state));
     if (state.siblings.every(isRootRegister)) {
       const merge = this.configs.mergeAt(collection, id, '');
-      const win = winner(state);
-      if (merge === undefined || win === undefined || state.siblings.length < 2 || win.dot.replica !== this.id) return;
+      if (merge === undefined || state.siblings.length < 2 || resolverOf(state.siblings) !== this.id) return;
       const live = state.siblings.filter((s) => s.value !== null).map((s) => decodeText(s.value as Uint8Array));
-      if (live.length === 0) return;
-      await this.write([{ type: 'put', collection, id, value: merge(live), version }]);
+      const merged = live.length === 0 ? undefined : merge(live);
+      if (merged === undefined) return;
+      await this.write([{ type: 'put', collection, id, value: merged, version }]);
       this.mergeWrites++;
       return;
     }
@@ -1114,11 +1160,10 @@ export class Replica {
       const merge = this.configs.mergeAt(collection, id, c.path);
       if (merge === undefined || c.path === '') continue;
       const registers = state.siblings.filter((s) => s.type === undefined && (s.path ?? '') === c.path);
-      let win: Sibling | undefined;
-      for (const s of registers) if (win === undefined || compareForWinner(s, win) > 0) win = s;
-      if (win === undefined || win.dot.replica !== this.id) continue;
+      if (resolverOf(registers) !== this.id) continue;
       const live = registers.filter((s) => s.value !== null).map((s) => decodeText(s.value as Uint8Array));
-      if (live.length > 1) ops.push({ op: 'set', path: c.path, value: merge(live) });
+      const merged = live.length > 1 ? merge(live) : undefined;
+      if (merged !== undefined) ops.push({ op: 'set', path: c.path, value: merged });
     }
     if (ops.length === 0) return;
     await this.write([{ type: 'patch', collection, id, ops, version }]);
@@ -1153,7 +1198,7 @@ export class Replica {
             continue;
           }
           const was = (old.flags & FLAG_CONFLICT) !== 0;
-          const now = conflicted(old.state, policy);
+          const now = this.conflictCount(collection, row.id, old.state) > 0;
           if (was === now) continue;
           const { row: state } = wrapEncoded(now ? old.flags | FLAG_CONFLICT : old.flags & ~FLAG_CONFLICT, old.bytes);
           tx.putDoc({ collection: row.collection, id: row.id, seq: row.seq, state });
@@ -1191,22 +1236,18 @@ function writeResult(collection: string, id: string, context: RecordState['conte
   return new LazyWriteResult(collection, id, context, hlc);
 }
 
-/** Whether a document shows a conflict: for records, siblings with different values. */
-function conflicted(state: RecordState, policy: Policy | PolicyAt): boolean {
-  if (state.siblings.length <= 1) return false;
-  if (state.siblings.every(isRootRegister)) {
-    const first = state.siblings[0] as Sibling;
-    return state.siblings.some((s) => !sameValue(s, first));
-  }
-  return hasConflict(state, policy);
-}
-
-function conflictCount(state: RecordState, policy: Policy | PolicyAt): number {
-  if (state.siblings.every(isRootRegister)) {
-    const win = winner(state);
-    return win === undefined ? 0 : distinctLosers(state.siblings, win).length;
-  }
-  return materialize(state, undefined, policy).conflicts.reduce((n, c) => n + c.siblings.length, 0);
+/**
+ * The one replica that writes a merge back: the least replica id among the siblings'
+ * origins. Every replica holding the same siblings picks the same one, and it stays the
+ * same as more siblings from other replicas arrive, unless one from a lesser id does, so
+ * its resolutions replace each other instead of two leaders' resolutions meeting as a new
+ * conflict (which happens only when leaders see disjoint sets of siblings).
+ */
+function resolverOf(siblings: readonly Sibling[]): string | undefined {
+  let least: string | undefined;
+  for (const s of siblings)
+    if (s.value !== null && (least === undefined || s.dot.replica < least)) least = s.dot.replica;
+  return least;
 }
 
 const digestScratch = new Encoder(4096);

@@ -190,6 +190,9 @@ function writeConditions(headers: WriteHeaders, allowIfNoneMatch: boolean): { ve
   const ifMatch = headers['if-match'];
   if (ifMatch !== undefined) out.version = versionOfIfMatch(ifMatch);
   const ifNoneMatch = headers['if-none-match'];
+  if (!allowIfNoneMatch && ifNoneMatch !== undefined) {
+    throw new DbError(ErrorCode.invalidInput, 'If-None-Match applies to PUT only (create if absent)');
+  }
   if (allowIfNoneMatch && ifNoneMatch !== undefined) {
     if (ifNoneMatch.trim() !== '*') {
       throw new DbError(ErrorCode.invalidInput, 'If-None-Match takes only * (create the document if it is absent)');

@@ -25,20 +25,20 @@
 import {
   EMPTY_RECORD,
   bytesEqual,
+  compareForWinner,
   compareLww,
-  contextToken,
   decodeRecord,
   dotToString,
   encodeRecord,
   fromUtf8,
   joinRecords,
-  latestHlc,
   parseToken,
   vvCovers,
   vvDominates,
-  winner,
 } from '../core/index.js';
-import type { Dot, Hlc, Policy, RecordState, Sibling, VersionVector } from '../core/index.js';
+import type { Dot, Hlc, JsonValue, RecordState, Sibling, VersionVector } from '../core/index.js';
+import { KEEP, canonicalText, describeEntry, modelView, pathOfEntry, valueAt } from './kind-model.js';
+import type { CollectionModel, KindAction, MergeFn, Resolver } from './kind-model.js';
 import type { ReplicaLog } from './sim-storage.js';
 
 export type Invariant = 'G1' | 'G2' | 'G3' | 'G4' | 'G5' | 'liveness' | 'internal';
@@ -80,12 +80,36 @@ export interface WriteRecord {
   readonly atMs: number;
   /** Logical time of the acknowledgement (orders acks against reads). */
   readonly ackSeq: number;
+  /** A client's write, or a merge function's resolution written back by the replica itself. */
+  readonly origin: 'client' | 'merge';
 }
+
+/** An acknowledged write to a map, counter or set document, with its commit at the writer. */
+export interface KindWriteRecord {
+  readonly n: number;
+  readonly replica: number;
+  readonly collection: string;
+  readonly id: string;
+  readonly key: string;
+  readonly action: KindAction;
+  /** The writer's state of the document just before and just after the write. */
+  readonly prev: RecordState;
+  readonly state: RecordState;
+  /** The last dot the write minted (its document's context covers every earlier one). */
+  readonly dot: Dot;
+  readonly token: 'none' | 'context';
+  readonly batch: number | undefined;
+  readonly atMs: number;
+  readonly ackSeq: number;
+}
+
+/** What the batch and read checks need of any acknowledged write. */
+export type AnyWrite = WriteRecord | KindWriteRecord;
 
 export interface BatchRecord {
   readonly id: number;
   readonly replica: number;
-  readonly writes: readonly WriteRecord[];
+  readonly writes: readonly AnyWrite[];
 }
 
 export interface ReadView {
@@ -111,7 +135,10 @@ export interface ReadRecord {
 }
 
 export class History {
+  /** Writes to record documents (merge write-backs included). */
   readonly writes: WriteRecord[] = [];
+  /** Writes to map, counter and set documents. */
+  readonly kindWrites: KindWriteRecord[] = [];
   readonly reads: ReadRecord[] = [];
   readonly batches: BatchRecord[] = [];
   private seq = 0;
@@ -142,6 +169,8 @@ export interface FinalReplica {
 }
 
 const MAX_VIOLATIONS = 40;
+/** Merge write-backs a document may take beyond one per client write to it. */
+const MAX_WRITE_BACKS_FLOOR = 2;
 
 export function basisCovers(basis: Basis, dot: Dot): boolean {
   return basis.kind === 'context'
@@ -151,17 +180,16 @@ export function basisCovers(basis: Basis, dot: Dot): boolean {
 
 const dotKey = (d: Dot): string => `${d.replica}:${d.counter}`;
 
-/** The view a read must return for a committed state (replica.ts `view`, for 'keep' and 'lww'). */
-export function expectedView(collection: string, id: string, state: RecordState | undefined): ReadView | null {
-  if (state === undefined) return null;
-  const win = winner(state);
-  if (win === undefined || win.value === null) return null;
-  return {
-    valueText: fromUtf8(win.value),
-    origin: win.dot.replica,
-    version: contextToken(collection, id, state.context, latestHlc(state)),
-    conflicts: state.siblings.length - 1,
-  };
+/** The view a read must return for a committed state (kind-model.ts; valueText canonical JSON). */
+export function expectedView(
+  collection: string,
+  id: string,
+  state: RecordState | undefined,
+  resolve: Resolver = KEEP,
+): ReadView | null {
+  const v = modelView(collection, id, state, resolve);
+  if (v === null) return null;
+  return { valueText: canonicalText(v.value), origin: v.origin, version: v.version, conflicts: v.conflicts };
 }
 
 export function describeView(v: ReadView | null): string {
@@ -170,7 +198,7 @@ export function describeView(v: ReadView | null): string {
 
 export function describeState(s: RecordState | undefined): string {
   if (s === undefined) return 'absent';
-  const sibs = s.siblings.map((x) => `${dotToString(x.dot)}=${x.value === null ? 'del' : fromUtf8(x.value)}`);
+  const sibs = s.siblings.map(describeEntry);
   const ctx = [...s.context].map(([r, n]) => `${r}:${n}`).join(',');
   return `[${sibs.join(' ')}] ctx{${ctx}}`;
 }
@@ -180,7 +208,7 @@ export class Checker {
   private readonly seen = new Set<string>();
 
   constructor(
-    private readonly policyOf: (collection: string) => Policy,
+    private readonly modelOf: (collection: string) => CollectionModel,
     private readonly replicaIds: readonly string[],
   ) {}
 
@@ -235,7 +263,7 @@ export class Checker {
               });
             } else {
               const prev = decodeRecord(put.prev);
-              const joined = encodeRecord(joinRecords(prev, state, this.policyOf(put.collection)));
+              const joined = encodeRecord(joinRecords(prev, state, this.modelOf(put.collection).policyAt));
               if (!bytesEqual(joined, put.state)) {
                 this.report({
                   invariant: 'G4',
@@ -286,8 +314,8 @@ export class Checker {
 
   /** G3 (the view a read returns) and G4 (read-your-writes, monotonic reads) over every read. */
   checkReads(history: History): void {
-    const writesAt = new Map<string, WriteRecord[]>();
-    for (const w of history.writes) {
+    const writesAt = new Map<string, AnyWrite[]>();
+    for (const w of [...history.writes, ...history.kindWrites]) {
       const k = `${w.replica}|${w.key}`;
       const list = writesAt.get(k) ?? [];
       list.push(w);
@@ -297,7 +325,7 @@ export class Checker {
     const reads = [...history.reads].sort((a, b) => a.issueSeq - b.issueSeq);
     for (const rd of reads) {
       const state = rd.seen === undefined ? undefined : decodeRecord(rd.seen);
-      const expected = expectedView(rd.collection, rd.id, state);
+      const expected = expectedView(rd.collection, rd.id, state, this.modelOf(rd.collection));
       if (!sameView(expected, rd.result)) {
         this.report({
           invariant: 'G3',
@@ -322,7 +350,7 @@ export class Checker {
             invariant: 'G4',
             message:
               `read-your-writes: a read of ${rd.key} at ${this.name(rd.replica)} does not see ${dotToString(w.dot)} ` +
-              `(write ${w.n}), acknowledged there before it; it saw ${describeState(state)}`,
+              `(${writeName(w)}), acknowledged there before it; it saw ${describeState(state)}`,
             keys: [rd.key],
             replicas: [rd.replica],
             atMs: rd.atMs,
@@ -381,7 +409,10 @@ export class Checker {
     }
     for (const [key, writes] of byKey) {
       const collection = (writes[0] as WriteRecord).collection;
-      const lww = this.policyOf(collection) === 'lww';
+      // Siblings are writes only in record documents; map, counter and set entries are checkKinds' business.
+      const model = this.modelOf(collection);
+      if (model.kind !== 'record') continue;
+      const lww = model.policyAt === 'lww';
       const superseded = (w: WriteRecord): WriteRecord | undefined =>
         writes.find((o) => o !== w && basisCovers(o.basis, w.dot));
       let last: WriteRecord | undefined;
@@ -397,7 +428,7 @@ export class Checker {
             if (text !== w.valueText) {
               this.report({
                 invariant: 'G1',
-                message: `${key} sibling ${dotToString(w.dot)} holds ${text ?? 'a tombstone'}, not write ${w.n}'s value ${w.valueText ?? 'tombstone'} ${where}`,
+                message: `${key} sibling ${dotToString(w.dot)} holds ${text ?? 'a tombstone'}, not ${writeName(w)}'s value ${w.valueText ?? 'tombstone'} ${where}`,
                 keys: [key],
                 replicas: [f.index, w.replica],
                 atMs,
@@ -408,7 +439,7 @@ export class Checker {
           if (state === undefined || !vvCovers(state.context, w.dot)) {
             this.report({
               invariant: 'G1',
-              message: `write ${w.n} (${dotToString(w.dot)} at ${this.name(w.replica)}, acknowledged) is missing and not covered ${where}`,
+              message: `${writeName(w)} (${dotToString(w.dot)} at ${this.name(w.replica)}, acknowledged) is missing and not covered ${where}`,
               keys: [key],
               replicas: [f.index, w.replica],
               atMs,
@@ -421,7 +452,7 @@ export class Checker {
             this.report({
               invariant: 'G3',
               message:
-                `write ${w.n} (${dotToString(w.dot)}) is gone from ${key} although no write replaced it` +
+                `${writeName(w)} (${dotToString(w.dot)}) is gone from ${key} although no write replaced it` +
                 `${lww ? ' or beats it' : ''} ${where}`,
               keys: [key],
               replicas: [f.index, w.replica],
@@ -446,7 +477,7 @@ export class Checker {
           if (!lww && by !== undefined) {
             this.report({
               invariant: 'G3',
-              message: `${key} still holds write ${w.n} (${dotToString(w.dot)}) that write ${by.n} (${dotToString(by.dot)}) replaced ${where}`,
+              message: `${key} still holds ${writeName(w)} (${dotToString(w.dot)}) that ${writeName(by)} (${dotToString(by.dot)}) replaced ${where}`,
               keys: [key],
               replicas: [f.index, by.replica],
               atMs,
@@ -458,7 +489,7 @@ export class Checker {
           if (state.siblings.length > 1 || (last !== undefined && !sameDot(state.siblings[0]?.dot, last.dot))) {
             this.report({
               invariant: 'G3',
-              message: `lww ${key} should hold only the last writer, write ${last?.n} (${last === undefined ? '-' : dotToString(last.dot)}), ${where}`,
+              message: `lww ${key} should hold only the last writer, ${last === undefined ? '-' : writeName(last)} (${last === undefined ? '-' : dotToString(last.dot)}), ${where}`,
               keys: [key],
               replicas: [f.index],
               atMs,
@@ -466,6 +497,250 @@ export class Checker {
           }
         }
       }
+    }
+  }
+
+  /**
+   * Map, counter and set documents after the heal. A dot store changes only by local
+   * operations (joins spread what they did; an 'lww' field keeps its latest value), so the
+   * entries every replica's local commits made and dropped say what each replica must hold:
+   *   G1  every entry a local commit made is covered by every replica's context, and held
+   *       unless a local commit dropped it (an operation that saw it superseded it) or a
+   *       later value of its 'lww' field beat it; no entry is held that no local commit made;
+   *   G3  no dropped entry comes back; as clients see it,
+   *       a counter never reset shows the sum of every acknowledged increment, and a set
+   *       shows exactly the elements whose adds no remove saw (add-wins).
+   */
+  checkKinds(
+    history: History,
+    logs: readonly ReplicaLog[],
+    finals: readonly FinalReplica[],
+    views: readonly { replica: number; key: string; view: ReadView | null }[],
+    atMs: number,
+  ): void {
+    const made = new Map<string, Map<string, { entry: Sibling; replica: number; atMs: number }>>();
+    const dropped = new Map<string, Map<string, { replica: number; atMs: number }>>();
+    const isKind = (key: string): boolean => this.modelOf(collectionOf(key)).kind !== 'record';
+    logs.forEach((log, r) => {
+      const me = this.name(r);
+      for (const commit of log.commits) {
+        if (commit.checkpoint !== undefined) continue;
+        for (const put of commit.puts) {
+          if (!isKind(put.key)) continue;
+          const prev = decodeMaybe(put.prev) ?? EMPTY_RECORD;
+          const state = decodeRecord(put.state);
+          const before = new Set(prev.siblings.map((x) => dotKey(x.dot)));
+          const after = new Set(state.siblings.map((x) => dotKey(x.dot)));
+          for (const e of state.siblings) {
+            if (before.has(dotKey(e.dot))) continue;
+            if (e.dot.replica !== me || vvCovers(prev.context, e.dot)) {
+              this.report({
+                invariant: 'G1',
+                message: `a local commit at ${me} put ${describeEntry(e)} into ${put.key}, an entry it did not make`,
+                keys: [put.key],
+                replicas: [r],
+                atMs: commit.atMs,
+              });
+              continue;
+            }
+            mapOf(made, put.key).set(dotKey(e.dot), { entry: e, replica: r, atMs: commit.atMs });
+          }
+          for (const e of prev.siblings) {
+            if (!after.has(dotKey(e.dot)))
+              mapOf(dropped, put.key).set(dotKey(e.dot), { replica: r, atMs: commit.atMs });
+          }
+        }
+      }
+    });
+    const keys = new Set<string>(made.keys());
+    for (const f of finals) for (const k of f.states.keys()) if (isKind(k)) keys.add(k);
+    for (const key of [...keys].sort()) {
+      const model = this.modelOf(collectionOf(key));
+      const entries = made.get(key) ?? new Map<string, { entry: Sibling; replica: number; atMs: number }>();
+      const gone = dropped.get(key) ?? new Map<string, { replica: number; atMs: number }>();
+      // A join may drop the register values of an 'lww' field that a later one beats (or keep
+      // them all, for the view to resolve): either way a beaten value may be gone.
+      const lwwAt = (e: Sibling): boolean => e.type === undefined && model.lwwAt(pathOfEntry(e));
+      const beaten = (e: Sibling): boolean =>
+        lwwAt(e) &&
+        [...entries.values()].some(
+          (o) => o.entry.type === undefined && pathOfEntry(o.entry) === pathOfEntry(e) && compareLww(o.entry, e) > 0,
+        );
+      for (const f of finals) {
+        const state = decodeMaybe(f.states.get(key));
+        const where = `at ${f.id}: ${describeState(state)}`;
+        const held = new Set<string>();
+        for (const e of state?.siblings ?? []) {
+          const k = dotKey(e.dot);
+          held.add(k);
+          const m = entries.get(k);
+          if (m === undefined || !sameEntry(m.entry, e)) {
+            this.report({
+              invariant: 'G1',
+              message: `${key} holds ${describeEntry(e)}, which no local commit made ${where}`,
+              keys: [key],
+              replicas: [f.index],
+              atMs,
+            });
+            continue;
+          }
+          const d = gone.get(k);
+          if (d !== undefined) {
+            this.report({
+              invariant: 'G3',
+              message: `${key} holds ${describeEntry(e)} again after an operation at ${this.name(d.replica)} removed it ${where}`,
+              keys: [key],
+              replicas: [f.index, d.replica],
+              atMs,
+              sinceMs: m.atMs,
+            });
+          }
+        }
+        for (const [k, m] of entries) {
+          if (state === undefined || !vvCovers(state.context, m.entry.dot)) {
+            this.report({
+              invariant: 'G1',
+              message: `${key} ${describeEntry(m.entry)} (made at ${this.name(m.replica)}) never arrived ${where}`,
+              keys: [key],
+              replicas: [f.index, m.replica],
+              atMs,
+              sinceMs: m.atMs,
+            });
+            continue;
+          }
+          if (held.has(k) || gone.has(k) || beaten(m.entry)) continue;
+          this.report({
+            invariant: 'G1',
+            message:
+              `${key} lost ${describeEntry(m.entry)} (made at ${this.name(m.replica)}): no operation that saw it ` +
+              `removed it${lwwAt(m.entry) ? ' and no later value beat it' : ''} ${where}`,
+            keys: [key],
+            replicas: [f.index, m.replica],
+            atMs,
+            sinceMs: m.atMs,
+          });
+        }
+      }
+    }
+    this.checkCounters(history, views, atMs);
+    this.checkSets(made, dropped, views, atMs);
+  }
+
+  /** G3 for counters: one never reset shows, everywhere, the sum of every acknowledged increment. */
+  private checkCounters(
+    history: History,
+    views: readonly { replica: number; key: string; view: ReadView | null }[],
+    atMs: number,
+  ): void {
+    const sums = new Map<string, { key: string; path: string; sum: number; increments: number; reset: boolean }>();
+    for (const w of history.kindWrites) {
+      const model = this.modelOf(w.collection);
+      for (const path of model.counterFields) {
+        const id = `${w.key}|${path}`;
+        const c = sums.get(id) ?? { key: w.key, path, sum: 0, increments: 0, reset: false };
+        sums.set(id, c);
+        const { action } = w;
+        if (action.type === 'delete') c.reset = true;
+        else if (action.type === 'put') {
+          const n = valueAt(action.value, path);
+          const before = modelView(w.collection, w.id, w.prev, model);
+          const was = valueAt(before?.value, path);
+          if (typeof n !== 'number' || (was !== undefined && typeof was !== 'number')) c.reset = true;
+          else {
+            c.sum += n - (was ?? 0);
+            c.increments++;
+          }
+        } else {
+          for (const op of action.ops) {
+            if (op.op === 'increment' && op.path === path) {
+              c.sum += op.by;
+              c.increments++;
+            } else if (
+              (op.op === 'set' || op.op === 'remove') &&
+              (path === op.path || path.startsWith(`${op.path}/`))
+            ) {
+              c.reset = true;
+            }
+          }
+        }
+      }
+    }
+    for (const c of sums.values()) {
+      if (c.reset || c.increments === 0) continue;
+      for (const v of views) {
+        if (v.key !== c.key) continue;
+        const shown = v.view === null ? undefined : valueAt(JSON.parse(v.view.valueText) as JsonValue, c.path);
+        if (shown === c.sum) continue;
+        this.report({
+          invariant: 'G3',
+          message:
+            `counter ${c.key}${c.path === '' ? '' : ` ${c.path}`} shows ${shown === undefined ? 'nothing' : canonicalText(shown)} ` +
+            `at ${this.name(v.replica)}, not ${c.sum}, the sum of its ${c.increments} acknowledged increments`,
+          keys: [c.key],
+          replicas: [v.replica],
+          atMs,
+        });
+      }
+    }
+  }
+
+  /** G3 for sets (add-wins): exactly the elements with an add entry no remove saw, at every replica. */
+  private checkSets(
+    made: ReadonlyMap<string, ReadonlyMap<string, { entry: Sibling }>>,
+    dropped: ReadonlyMap<string, ReadonlyMap<string, unknown>>,
+    views: readonly { replica: number; key: string; view: ReadView | null }[],
+    atMs: number,
+  ): void {
+    for (const v of views) {
+      const model = this.modelOf(collectionOf(v.key));
+      for (const path of model.setFields) {
+        const want = new Set<string>();
+        for (const [k, m] of made.get(v.key) ?? new Map<string, { entry: Sibling }>()) {
+          if (m.entry.type !== 'element' || pathOfEntry(m.entry) !== path) continue;
+          if (dropped.get(v.key)?.has(k) !== true) want.add(fromUtf8(m.entry.value as Uint8Array));
+        }
+        const shown = v.view === null ? undefined : valueAt(JSON.parse(v.view.valueText) as JsonValue, path);
+        const got = new Set(Array.isArray(shown) ? shown.map(canonicalText) : []);
+        const extra = [...got].filter((e) => !want.has(e));
+        const missing = [...want].filter((e) => !got.has(e));
+        if (extra.length === 0 && missing.length === 0 && (shown === undefined || Array.isArray(shown))) continue;
+        this.report({
+          invariant: 'G3',
+          message:
+            `set ${v.key}${path === '' ? '' : ` ${path}`} at ${this.name(v.replica)} shows ` +
+            `${shown === undefined ? 'nothing' : canonicalText(shown)}: ` +
+            `${missing.length > 0 ? `missing ${missing.join(', ')} (added, and no remove saw the add)` : ''}` +
+            `${extra.length > 0 ? `${missing.length > 0 ? '; ' : ''}holds ${extra.join(', ')} (never added, or every add removed)` : ''}`,
+          keys: [v.key],
+          replicas: [v.replica],
+          atMs,
+        });
+      }
+    }
+  }
+
+  /**
+   * Merge collections: resolutions written back stay few. Each one answers a conflict that a
+   * client's concurrent write made (or two resolutions written concurrently), so a document
+   * with more write-backs than client writes to it is resolving its own resolutions.
+   */
+  checkWriteBacks(history: History, atMs: number): void {
+    const byKey = new Map<string, { clients: number; backs: WriteRecord[] }>();
+    for (const w of history.writes) {
+      const c = byKey.get(w.key) ?? { clients: 0, backs: [] };
+      byKey.set(w.key, c);
+      if (w.origin === 'merge') c.backs.push(w);
+      else c.clients++;
+    }
+    for (const [key, c] of byKey) {
+      if (c.backs.length <= Math.max(MAX_WRITE_BACKS_FLOOR, c.clients)) continue;
+      this.report({
+        invariant: 'G5',
+        message: `${key}: ${c.backs.length} merge write-backs for ${c.clients} client writes (${c.backs.map((w) => `${this.name(w.replica)} ${dotToString(w.dot)}`).join(', ')})`,
+        keys: [key],
+        replicas: [...new Set(c.backs.map((w) => w.replica))],
+        atMs,
+      });
     }
   }
 
@@ -512,6 +787,11 @@ function importedBatches(history: History): Set<number> {
   return out;
 }
 
+/** How a write is named in reports: `write 12`, or `merge write-back` for a replica's own resolution. */
+export function writeName(w: AnyWrite): string {
+  return 'origin' in w && w.origin === 'merge' ? 'a merge write-back' : `write ${w.n}`;
+}
+
 function sib(w: WriteRecord): Sibling {
   return { dot: w.dot, hlc: w.hlc, value: null };
 }
@@ -523,6 +803,53 @@ function sameDot(a: Dot | undefined, b: Dot): boolean {
 function sameView(a: ReadView | null, b: ReadView | null): boolean {
   if (a === null || b === null) return a === b;
   return a.valueText === b.valueText && a.origin === b.origin && a.version === b.version && a.conflicts === b.conflicts;
+}
+
+function mapOf<V>(m: Map<string, Map<string, V>>, key: string): Map<string, V> {
+  let inner = m.get(key);
+  if (inner === undefined) m.set(key, (inner = new Map<string, V>()));
+  return inner;
+}
+
+export function collectionOf(key: string): string {
+  return key.slice(0, key.indexOf('/'));
+}
+
+function sameEntry(a: Sibling, b: Sibling): boolean {
+  return (
+    a.type === b.type &&
+    pathOfEntry(a) === pathOfEntry(b) &&
+    a.hlc.ms === b.hlc.ms &&
+    a.hlc.c === b.hlc.c &&
+    (a.value === null || b.value === null ? a.value === b.value : bytesEqual(a.value, b.value))
+  );
+}
+
+/**
+ * What is wrong with a merge write-back committed at replica `me` (or undefined): it resolves
+ * a conflict (two siblings or more), only the origin of the winning sibling writes it, and its
+ * value is the merge function of the live siblings it replaced.
+ */
+export function writeBackProblem(
+  prev: RecordState,
+  state: RecordState,
+  me: string,
+  merge: MergeFn | undefined,
+): string | undefined {
+  if (merge === undefined) return 'the collection has no merge function';
+  if (prev.siblings.length < 2) return `there was no conflict to resolve: ${describeState(prev)}`;
+  let win: Sibling | undefined;
+  for (const s of prev.siblings) if (win === undefined || compareForWinner(s, win) > 0) win = s;
+  if (win?.dot.replica !== me) return `${me} is not the origin of the winning sibling of ${describeState(prev)}`;
+  const mine = state.siblings.filter((s) => s.dot.replica === me && !vvCovers(prev.context, s.dot));
+  if (mine.length !== 1 || state.siblings.length !== 1) return `it left ${describeState(state)}`;
+  const live = prev.siblings
+    .filter((s) => s.value !== null)
+    .map((s) => JSON.parse(fromUtf8(s.value as Uint8Array)) as JsonValue);
+  const want = canonicalText(merge(live));
+  const value = (mine[0] as Sibling).value;
+  const got = value === null ? 'a tombstone' : canonicalText(JSON.parse(fromUtf8(value)) as JsonValue);
+  return got === want ? undefined : `it wrote ${got}, not ${want}, the merge of ${describeState(prev)}`;
 }
 
 function decodeMaybe(bytes: Uint8Array | undefined): RecordState | undefined {

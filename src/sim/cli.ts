@@ -9,6 +9,7 @@
  *   npm run sim -- --seeds 100 --seed 1000      seeds 1000..1099
  *   options: --replicas R --ops K --faults crash,partition,cut,skew,clockjump|none
  *            --topology all-to-all|star|ring|line|random --keys K --mutant NAME
+ *            --workload mixed|records (records only: as before map, counter and set documents)
  *            --jobs J (parallel processes) --no-shrink --trace (print the whole trace)
  */
 import { fork } from 'node:child_process';
@@ -24,6 +25,12 @@ import { FAULT_KINDS, START_MS, isFaultKind, replayCommand, runSimulation } from
 import type { FaultKind, SimOptions, SimResult } from './simulator.js';
 import { TOPOLOGIES, isTopology } from './topology.js';
 import { formatTime } from './trace.js';
+import { WORKLOAD_MIXES } from './workload.js';
+import type { WorkloadMix } from './workload.js';
+
+function isWorkloadMix(name: string): name is WorkloadMix {
+  return (WORKLOAD_MIXES as readonly string[]).includes(name);
+}
 
 interface CliOptions {
   start: number;
@@ -58,6 +65,7 @@ function parse(argv: string[]): CliOptions {
       topology: { type: 'string' },
       keys: { type: 'string' },
       mutant: { type: 'string' },
+      workload: { type: 'string' },
       jobs: { type: 'string' },
       'no-shrink': { type: 'boolean' },
       trace: { type: 'boolean' },
@@ -85,6 +93,11 @@ function parse(argv: string[]): CliOptions {
   if (values.topology !== undefined) {
     if (!isTopology(values.topology)) throw new UsageError(`--topology must be one of ${TOPOLOGIES.join(', ')}`);
     base.topology = values.topology;
+  }
+  if (values.workload !== undefined) {
+    const w = values.workload;
+    if (!isWorkloadMix(w)) throw new UsageError(`--workload must be one of ${WORKLOAD_MIXES.join(', ')}`);
+    base.workload = w;
   }
   let mutant: MutantEntry | undefined;
   if (values.mutant !== undefined) {
@@ -185,6 +198,8 @@ function mergeTotals(into: Totals, t: Totals): void {
     'failed',
     'ops',
     'writes',
+    'kindWrites',
+    'writeBacks',
     'reads',
     'batches',
     'expectedErrors',
@@ -244,7 +259,7 @@ async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       const usage =
         'usage: npm run sim -- [--seeds N] [--seed S] [--replicas R] [--ops K] [--faults LIST|none] ' +
-        '[--topology T] [--keys K] [--mutant NAME] [--jobs J] [--no-shrink] [--trace]';
+        '[--topology T] [--keys K] [--workload mixed|records] [--mutant NAME] [--jobs J] [--no-shrink] [--trace]';
       if ((e as Error).message === '') {
         console.log(usage);
         return 0;

@@ -9,6 +9,7 @@
  */
 import {
   CausalContext,
+  EMPTY_RECORD,
   compareForWinner,
   contextToken,
   decodeRecord,
@@ -17,11 +18,15 @@ import {
   fromUtf8,
   hlcToIso,
   latestHlc,
+  vvCovers,
 } from '../core/index.js';
 import type { JsonValue, Sibling } from '../core/index.js';
+import type { DocRow } from '../storage/index.js';
 import type { DocView, OutgoingBatch, Replica } from '../replication/index.js';
 import type { Invariant } from './checker.js';
+import { countTotals } from './kind-model.js';
 import { chance } from './prng.js';
+import { mergeMaxW } from './workload.js';
 import { runSimulation } from './simulator.js';
 import type { MutantSpec, SimOptions, SimResult } from './simulator.js';
 
@@ -134,9 +139,106 @@ const splitBatch: MutantSpec = {
     const applyRemote = replica.applyRemote.bind(replica);
     replica.applyRemote = async (changes, options) => {
       const firsts = changes.filter((c) => c.docs.length > 1).map((c) => ({ docs: c.docs.slice(0, 1) }));
-      if (firsts.length > 0) await applyRemote(firsts, {});
+      if (firsts.length > 0) {
+        // Stored with the checkpoint it already has, so the commit still reads as a remote apply.
+        const peer = options?.peer;
+        await applyRemote(firsts, peer === undefined ? {} : { peer, toSeq: await replica.checkpoint(peer) });
+      }
       return applyRemote(changes, options);
     };
+  },
+};
+
+/**
+ * (f) A counter that shows the largest replica's total instead of the sum of them all: the
+ * replica's `get` wrapped, on every replica, for documents holding counter entries at the root.
+ */
+const counterMax: MutantSpec = {
+  name: 'counter-max',
+  patchReplica(replica) {
+    const get = replica.get.bind(replica);
+    replica.get = async (collection: string, id: string): Promise<DocView | null> => {
+      const view = await get(collection, id);
+      const state = await replica.getState(collection, id);
+      const counts = state?.siblings.filter((s) => s.type === 'count' && (s.path ?? '') === '') ?? [];
+      if (view === null || counts.length === 0) return view;
+      let max = Number.NEGATIVE_INFINITY;
+      for (const s of counts) {
+        const { p, n } = countTotals(s);
+        max = Math.max(max, p - n);
+      }
+      return { ...view, value: max };
+    };
+  },
+};
+
+/** Rewrites a row's state (after its flag byte). */
+function rewriteRow(row: DocRow, f: (s: ReturnType<typeof decodeRecord>) => ReturnType<typeof decodeRecord>): DocRow {
+  const encoded = encodeRecord(f(decodeRecord(row.state.subarray(1))));
+  const bytes = new Uint8Array(encoded.length + 1);
+  bytes[0] = row.state[0] ?? 0;
+  bytes.set(encoded, 1);
+  return { ...row, state: bytes };
+}
+
+/**
+ * (g) A set where a remove wins over a concurrent add: once a replica removed an element
+ * from a set document, adds of it that it had not seen are dropped when they arrive. The
+ * replica remembers its removes for its lifetime (a storage hook watching its local commits).
+ */
+const removeWins: MutantSpec = {
+  name: 'remove-wins',
+  storageHooks() {
+    const removed = new Set<string>();
+    const elementKey = (row: DocRow, s: Sibling): string =>
+      `${row.collection}/${row.id}|${s.path ?? ''}|${fromUtf8(s.value as Uint8Array)}`;
+    return {
+      mapPut(row, remote, prevBytes) {
+        const prev = prevBytes === undefined ? EMPTY_RECORD : decodeRecord(prevBytes);
+        const state = decodeRecord(row.state.subarray(1));
+        if (!remote) {
+          for (const s of prev.siblings) {
+            if (s.type !== 'element') continue;
+            const k = elementKey(row, s);
+            if (!state.siblings.some((x) => x.type === 'element' && elementKey(row, x) === k)) removed.add(k);
+          }
+          return row;
+        }
+        const lost = (s: Sibling): boolean =>
+          s.type === 'element' && removed.has(elementKey(row, s)) && !vvCovers(prev.context, s.dot);
+        if (!state.siblings.some(lost)) return row;
+        return rewriteRow(row, (st) => ({ siblings: st.siblings.filter((s) => !lost(s)), context: st.context }));
+      },
+    };
+  },
+};
+
+/**
+ * (h) A merge resolution written back by every replica that sees the conflict, not only by
+ * the origin of the winning sibling: concurrent resolutions of one conflict. Built outside
+ * the replica (a change listener writing the merge with the version it read), as a replica
+ * built with that rule would.
+ */
+const mergeEverywhere: MutantSpec = {
+  name: 'merge-everywhere',
+  patchReplica(replica) {
+    replica.onConflict((e) => {
+      if (e.origin !== 'remote' || e.collection !== 'scores') return;
+      void (async () => {
+        try {
+          const state = await replica.getState(e.collection, e.id);
+          if (state === undefined) return;
+          const live = state.siblings
+            .filter((s) => s.value !== null)
+            .map((s) => JSON.parse(fromUtf8(s.value as Uint8Array)) as JsonValue);
+          if (live.length < 2) return;
+          const version = contextToken(e.collection, e.id, state.context, latestHlc(state));
+          await replica.write([{ type: 'put', collection: e.collection, id: e.id, value: mergeMaxW(live), version }]);
+        } catch {
+          // refused (a newer change came in) or crashed: as a background job would be
+        }
+      })();
+    });
   },
 };
 
@@ -175,6 +277,27 @@ export const MUTANTS: readonly MutantEntry[] = [
     seam: 'instance: applyRemote commits the first document of each multi-document change alone',
     expect: ['G4'],
     options: {},
+  },
+  {
+    spec: counterMax,
+    description: '(f) a counter that shows the largest replica total, not the sum',
+    seam: 'instance: get() of a counter document shows the max of the per-replica totals',
+    expect: ['G3'],
+    options: { faults: ['partition', 'cut'] },
+  },
+  {
+    spec: removeWins,
+    description: '(g) a set where a remove beats a concurrent add',
+    seam: 'storage: remote applies drop unseen adds of elements the replica removed',
+    expect: ['G1', 'G3'],
+    options: { faults: ['partition', 'cut'], keys: 2 },
+  },
+  {
+    spec: mergeEverywhere,
+    description: '(h) a merge resolution written back by every replica, not only one',
+    seam: 'instance: an onConflict listener writes the merge at every replica that sees a remote conflict',
+    expect: ['G3', 'G5'],
+    options: { faults: ['partition', 'cut'], keys: 2 },
   },
 ];
 

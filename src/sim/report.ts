@@ -49,6 +49,8 @@ export interface Totals {
   failed: number;
   ops: number;
   writes: number;
+  kindWrites: number;
+  writeBacks: number;
   reads: number;
   batches: number;
   expectedErrors: number;
@@ -66,6 +68,8 @@ export function emptyTotals(): Totals {
     failed: 0,
     ops: 0,
     writes: 0,
+    kindWrites: 0,
+    writeBacks: 0,
     reads: 0,
     batches: 0,
     expectedErrors: 0,
@@ -83,6 +87,8 @@ export function addResult(t: Totals, r: SimResult): void {
   if (r.violations.length > 0) t.failed++;
   t.ops += r.stats.ops;
   t.writes += r.stats.writes;
+  t.kindWrites += r.stats.kindWrites;
+  t.writeBacks += r.stats.writeBacks;
   t.reads += r.stats.reads;
   t.batches += r.stats.batches;
   t.deliveries += r.stats.deliveries;
@@ -99,6 +105,8 @@ export function formatTotals(t: Totals): string {
     ['seeds failed', `${t.failed}`],
     ['client ops', `${t.ops}`],
     ['  writes acknowledged', `${t.writes}`],
+    ['    to maps, counters, sets', `${t.kindWrites}`],
+    ['  merge write-backs', `${t.writeBacks}`],
     ['  atomic batches', `${t.batches}`],
     ['  reads', `${t.reads}`],
     ['  expected refusals', `${t.expectedErrors}`],
@@ -119,5 +127,8 @@ export function formatTotals(t: Totals): string {
 }
 
 export function describeOptions(o: ResolvedOptions): string {
-  return `${o.replicas} replicas, ${o.topology}, ${o.ops} ops, ${o.keys} keys, faults ${o.faults.join(',') || 'none'}`;
+  return (
+    `${o.replicas} replicas, ${o.topology}, ${o.ops} ops, ${o.keys} keys, faults ${o.faults.join(',') || 'none'}` +
+    `${o.workload === 'mixed' ? '' : `, ${o.workload} workload`}`
+  );
 }

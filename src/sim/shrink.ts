@@ -37,6 +37,7 @@ export async function shrink(failing: SimResult, extras: RunExtras = {}, budget 
       faults: o.faults,
       topology: o.topology,
       keys: o.keys,
+      workload: o.workload,
     };
     if (o.mutant !== undefined) out.mutant = o.mutant;
     return out;

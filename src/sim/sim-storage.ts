@@ -25,6 +25,8 @@ export interface PutRecord {
   readonly state: Uint8Array;
   /** The state before this commit, if the document existed. */
   readonly prev: Uint8Array | undefined;
+  /** The feed seq the row was stored at (a change event names it). */
+  readonly seq: number;
 }
 
 export interface CommitRecord {
@@ -34,6 +36,8 @@ export interface CommitRecord {
   readonly puts: readonly PutRecord[];
   /** Set when the transaction stored a checkpoint: a remote apply. */
   readonly checkpoint: { readonly peer: string; readonly seq: number } | undefined;
+  /** True when a client write armed the capture: a local commit without it is the replica's own work. */
+  readonly client: boolean;
 }
 
 /** Everything a replica's store committed, across all its process lifetimes. */
@@ -49,8 +53,11 @@ export class ActivityMonitor {
 }
 
 export interface StorageHooks {
-  /** Rewrites a document row before it is stored; `remote` when the transaction applies a peer's batch. */
-  mapPut?(row: DocRow, remote: boolean): DocRow;
+  /**
+   * Rewrites a document row before it is stored; `remote` when the transaction applies a peer's
+   * batch; `prev` is the document's committed state before the transaction (no flag byte).
+   */
+  mapPut?(row: DocRow, remote: boolean, prev: Uint8Array | undefined): DocRow;
   /**
    * Asked when a remote apply with documents is about to commit: true stores its checkpoint in
    * a transaction of its own, loses the documents, and crashes the replica.
@@ -154,7 +161,7 @@ export class SimStorage implements Storage {
         if (this.hooks.mapPut !== undefined) {
           const map = this.hooks.mapPut;
           stored = rows.map((row) => {
-            const mapped = map(row, remote);
+            const mapped = map(row, remote, this.log.current.get(docKey(row.collection, row.id)));
             if (mapped !== row) tx.putDoc(mapped);
             return mapped;
           });
@@ -166,13 +173,13 @@ export class SimStorage implements Storage {
           void this.track(
             this.durable.write((tx2) => {
               tx2.setCheckpoint(cp.peer, cp.seq);
-              this.record([], cp);
+              this.record([], cp, false);
             }),
           );
           this.observer.crashRequested();
           throw crashed();
         }
-        const commit = this.record(stored, checkpoint);
+        const commit = this.record(stored, checkpoint, cap !== undefined);
         if (cap !== undefined) cap.commit = commit;
         return result;
       }),
@@ -185,7 +192,7 @@ export class SimStorage implements Storage {
     return Promise.resolve();
   }
 
-  private record(rows: readonly DocRow[], checkpoint: CommitRecord['checkpoint']): CommitRecord {
+  private record(rows: readonly DocRow[], checkpoint: CommitRecord['checkpoint'], client: boolean): CommitRecord {
     const puts: PutRecord[] = [];
     for (const row of rows) {
       const key = docKey(row.collection, row.id);
@@ -193,12 +200,12 @@ export class SimStorage implements Storage {
       // A transaction may put one row twice (a mutant rewriting it): the last put wins.
       const at = puts.findIndex((p) => p.key === key);
       const prev = at >= 0 ? (puts[at] as PutRecord).prev : this.log.current.get(key);
-      const put = { key, collection: row.collection, id: row.id, state, prev };
+      const put = { key, collection: row.collection, id: row.id, state, prev, seq: row.seq };
       if (at >= 0) puts[at] = put;
       else puts.push(put);
     }
     for (const p of puts) this.log.current.set(p.key, p.state);
-    const commit: CommitRecord = { index: this.log.commits.length, atMs: this.time.nowMs, puts, checkpoint };
+    const commit: CommitRecord = { index: this.log.commits.length, atMs: this.time.nowMs, puts, checkpoint, client };
     this.log.commits.push(commit);
     this.observer.committed(commit);
     return commit;

@@ -1,5 +1,6 @@
 /**
- * The simulator in CI: a seed replays bit for bit; a few hundred seeds of varied sizes,
+ * The simulator in CI: a seed replays bit for bit; the workload writes records under every
+ * policy and map, counter and set documents; a few hundred seeds of varied sizes,
  * topologies and fault mixes keep G1-G5; each deliberate bug of the mutant catalog is caught;
  * and every seed of test/regressions/sim-seeds.json replays clean. A failure prints the
  * violation, its minimal trace and the `npm run sim -- --seed N ...` line that replays it.
@@ -11,6 +12,7 @@ import { formatViolation } from './report.js';
 import { isFaultKind, runSimulation } from './simulator.js';
 import type { SimOptions, SimResult } from './simulator.js';
 import { isTopology } from './topology.js';
+import { COLLECTIONS, WORKLOAD_MIXES } from './workload.js';
 
 /** Runs `seeds` with `options`; returns the reports of those that failed (traces re-run only for them). */
 async function failuresOf(seeds: readonly number[], options: Omit<SimOptions, 'seed'>): Promise<string[]> {
@@ -54,6 +56,23 @@ describe('the deterministic simulator', () => {
     const other = await runSimulation({ seed: 8, ops: 80 }, { keepTrace: false });
     const seven = await runSimulation({ seed: 7, ops: 80 }, { keepTrace: false });
     expect(other.traceHash).not.toBe(seven.traceHash);
+  });
+
+  it('writes every kind of document under every policy, and replicas write merges back', async () => {
+    const byCollection: Record<string, number> = {};
+    let writeBacks = 0;
+    for (const seed of [11, 12, 13]) {
+      const r = await runSimulation({ seed, ops: 150, keys: 2 }, { keepTrace: false });
+      expect(r.violations, report(r)).toEqual([]);
+      for (const [c, n] of Object.entries(r.stats.writesByCollection)) byCollection[c] = (byCollection[c] ?? 0) + n;
+      writeBacks += r.stats.writeBacks;
+    }
+    for (const c of COLLECTIONS) expect(byCollection[c.name] ?? 0, `writes to ${c.name}`).toBeGreaterThan(10);
+    expect(writeBacks).toBeGreaterThan(0);
+    // The records-only workload is the simulator as it was before map, counter and set documents.
+    const records = await runSimulation({ seed: 11, ops: 150, keys: 2, workload: 'records' }, { keepTrace: false });
+    expect(records.stats.kindWrites + records.stats.writeBacks).toBe(0);
+    expect(Object.keys(records.stats.writesByCollection).sort()).toEqual(['docs', 'notes', 'presence']);
   });
 
   it('keeps G1-G5 over 100 seeds of three replicas under every kind of fault', async () => {
@@ -104,6 +123,7 @@ describe('the deterministic simulator', () => {
       expect(typeof r.note).toBe('string');
       for (const f of r.options.faults ?? []) expect(isFaultKind(f)).toBe(true);
       if (r.options.topology !== undefined) expect(isTopology(r.options.topology)).toBe(true);
+      if (r.options.workload !== undefined) expect(WORKLOAD_MIXES).toContain(r.options.workload);
     }
   });
 

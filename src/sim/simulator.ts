@@ -12,15 +12,28 @@
  *   quiet round    three heartbeats more: nothing but pings may move
  *   check          checker.ts, over the history, the commit logs and the final states
  */
-import { Encoder, bytesEqual, decodeRecord, encodeRecord, hash128, toHex, winner } from '../core/index.js';
-import type { Policy } from '../core/index.js';
+import {
+  EMPTY_RECORD,
+  Encoder,
+  bytesEqual,
+  decodeRecord,
+  dotToString,
+  encodeRecord,
+  fromUtf8,
+  hash128,
+  toHex,
+  vvCovers,
+} from '../core/index.js';
+import type { RecordState } from '../core/index.js';
 import type { Env, Logger } from '../env/index.js';
 import { Replica, SessionDriver } from '../replication/index.js';
-import type { CollectionOptions } from '../replication/index.js';
+import type { ChangeEvent, CollectionOptions } from '../replication/index.js';
 import type { Storage } from '../storage/index.js';
 import { openMemoryStorage } from '../storage/memory/index.js';
-import { Checker, History, describeState } from './checker.js';
-import type { FinalReplica, ReadView, Violation } from './checker.js';
+import { Checker, History, describeState, writeBackProblem } from './checker.js';
+import type { FinalReplica, ReadView, Violation, WriteRecord } from './checker.js';
+import { canonicalText, showsConflict } from './kind-model.js';
+import type { CollectionModel } from './kind-model.js';
 import type { EventHandle } from './event-queue.js';
 import { between, chance, randomStreams, shuffled, weighted } from './prng.js';
 import type { RandomStreams, SeededRandom } from './prng.js';
@@ -33,8 +46,15 @@ import { topologyLinks } from './topology.js';
 import type { Link, Topology } from './topology.js';
 import { Trace } from './trace.js';
 import type { TraceEntry } from './trace.js';
-import { COLLECTIONS, clientRead, emptyWorkloadStats, runClientOp } from './workload.js';
-import type { ClientCluster, WorkloadStats } from './workload.js';
+import {
+  COLLECTIONS,
+  MERGE_FUNCTIONS,
+  clientRead,
+  collectionModel,
+  emptyWorkloadStats,
+  runClientOp,
+} from './workload.js';
+import type { ClientCluster, WorkloadMix, WorkloadStats } from './workload.js';
 
 export const FAULT_KINDS = ['crash', 'partition', 'cut', 'skew', 'clockjump'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -57,6 +77,8 @@ export interface SimOptions {
   keys?: number;
   /** Name of a mutant of mutant-catalog.ts (for the repro line; the spec comes in `extras`). */
   mutant?: string;
+  /** 'mixed' (default): records and every kind of document; 'records': records only, as before kinds. */
+  workload?: WorkloadMix;
 }
 
 export interface ResolvedOptions {
@@ -67,6 +89,7 @@ export interface ResolvedOptions {
   readonly topology: Topology;
   readonly keys: number;
   readonly mutant: string | undefined;
+  readonly workload: WorkloadMix;
 }
 
 /** A deliberate bug, built at the seams the simulator controls (see mutant-catalog.ts). */
@@ -123,6 +146,7 @@ export function resolveOptions(options: SimOptions): ResolvedOptions {
     topology: options.topology ?? drawn.topology,
     keys: options.keys ?? drawn.keys,
     mutant: options.mutant,
+    workload: options.workload ?? 'mixed',
   };
 }
 
@@ -152,6 +176,7 @@ export function replayCommand(o: ResolvedOptions): string {
   parts.push(`--keys ${o.keys}`);
   parts.push(`--faults ${o.faults.length === 0 ? 'none' : o.faults.join(',')}`);
   if (o.mutant !== undefined) parts.push(`--mutant ${o.mutant}`);
+  if (o.workload !== 'mixed') parts.push(`--workload ${o.workload}`);
   return parts.join(' ');
 }
 
@@ -191,13 +216,14 @@ class Simulation implements ClientCluster {
   readonly trace: Trace;
   readonly checker: Checker;
   readonly keys: number;
+  readonly workload: WorkloadMix;
   private readonly monitor = new ActivityMonitor();
   private readonly net: SimNetwork;
   private readonly slots: ReplicaSlot[] = [];
   private readonly links: LinkSlot[] = [];
   private readonly linkSpecs: Link[];
   private readonly collections: Record<string, CollectionOptions>;
-  private readonly policies = new Map<string, Policy>();
+  private readonly models = new Map<string, CollectionModel>();
   private phase: 'safety' | 'heal' | 'quiet' | 'done' = 'safety';
   private opsDone = 0;
   private faultEvent: EventHandle | undefined;
@@ -215,6 +241,7 @@ class Simulation implements ClientCluster {
     drawShape(this.streams.shape);
     this.trace = new Trace(keepTrace);
     this.keys = options.keys;
+    this.workload = options.workload;
     this.stats = {
       ...emptyWorkloadStats(),
       faults: { crash: 0, partition: 0, cut: 0, skew: 0, clockjump: 0 },
@@ -228,11 +255,14 @@ class Simulation implements ClientCluster {
     };
     this.collections = {};
     for (const c of COLLECTIONS) {
-      this.collections[c.name] = { policy: c.policy };
-      this.policies.set(c.name, c.policy);
+      const o: CollectionOptions = { kind: c.kind, policy: c.policy };
+      if (c.merge !== undefined) o.merge = c.merge;
+      if (c.fields !== undefined) o.fields = c.fields;
+      this.collections[c.name] = o;
+      this.models.set(c.name, collectionModel(c));
     }
     const ids = Array.from({ length: options.replicas }, (_, i) => `r${i}`);
-    this.checker = new Checker((c) => this.policies.get(c) ?? 'keep', ids);
+    this.checker = new Checker((c) => this.modelOf(c), ids);
     this.net = new SimNetwork(this.time, this.streams.network, {
       delivered: (conn, fromSide, bytes) => this.onDelivered(conn, fromSide, bytes),
       closed: (conn, side, info, how) => {
@@ -283,6 +313,10 @@ class Simulation implements ClientCluster {
 
   get rng(): SeededRandom {
     return this.streams.workload;
+  }
+
+  modelOf(collection: string): CollectionModel {
+    return this.models.get(collection) ?? collectionModel({ name: collection, kind: 'record', policy: 'keep' });
   }
 
   nowMs(): number {
@@ -434,8 +468,15 @@ class Simulation implements ClientCluster {
       crashRequested: () => this.crashRequests.push(s),
     });
     s.storage = storage;
-    const replica = await Replica.open({ storage, id: s.id, env: s.env, collections: this.collections });
+    const replica = await Replica.open({
+      storage,
+      id: s.id,
+      env: s.env,
+      collections: this.collections,
+      mergeFunctions: MERGE_FUNCTIONS,
+    });
     if (storage.isFenced) return; // crashed while opening
+    this.watchEvents(s, replica);
     this.mutant?.patchReplica?.(replica, this.mutantContext(s));
     s.replica = replica;
     s.lifetimes++;
@@ -477,13 +518,114 @@ class Simulation implements ClientCluster {
     for (const l of this.links) if (l.a === s.index || l.b === s.index) this.dial(l);
   }
 
+  /**
+   * Every change event must say whether the document shows a conflict in the state its commit
+   * stored, and onConflict must be told of exactly the events that say so.
+   */
+  private watchEvents(s: ReplicaSlot, replica: Replica): void {
+    let last: ChangeEvent | undefined;
+    replica.subscribe((e) => {
+      last = e;
+      const key = docKey(e.collection, e.id);
+      let put: { state: Uint8Array; local: boolean } | undefined;
+      for (let i = s.log.commits.length - 1; i >= 0 && put === undefined; i--) {
+        const c = s.log.commits[i] as CommitRecord;
+        const p = c.puts.find((x) => x.key === key && x.seq === e.seq);
+        if (p !== undefined) put = { state: p.state, local: c.checkpoint === undefined };
+      }
+      if (put === undefined) {
+        this.violation({
+          invariant: 'internal',
+          message: `${s.id} reported a change of ${key} at seq ${e.seq} that it never committed`,
+          keys: [key],
+          replicas: [s.index],
+        });
+        return;
+      }
+      const conflict = showsConflict(decodeRecord(put.state), this.modelOf(e.collection));
+      if (e.conflict !== conflict || (e.origin === 'local') !== put.local) {
+        this.violation({
+          invariant: 'G3',
+          message:
+            `${s.id}'s change event for ${key} at seq ${e.seq} says origin ${e.origin}, conflict ${e.conflict}; ` +
+            `its commit was ${put.local ? 'local' : 'remote'} and stored ${describeState(decodeRecord(put.state))}`,
+          keys: [key],
+          replicas: [s.index],
+        });
+      }
+    });
+    replica.onConflict((e) => {
+      if (last === e && e.conflict) return;
+      this.violation({
+        invariant: 'G3',
+        message: `${s.id} called onConflict for ${e.collection}/${e.id} at seq ${e.seq} without a change event showing a conflict`,
+        keys: [docKey(e.collection, e.id)],
+        replicas: [s.index],
+      });
+    });
+  }
+
   private onCommit(s: ReplicaSlot, c: CommitRecord): void {
+    if (c.checkpoint === undefined && !c.client && c.puts.length > 0) this.onBackgroundCommit(s, c);
     if (c.checkpoint === undefined || c.puts.length === 0) return;
     const docs = c.puts.map((p) => `${p.key} ${describeState(decodeRecord(p.state))}`);
     this.note(`${s.id} applied from ${c.checkpoint.peer} through ${c.checkpoint.seq}: ${docs.join('; ')}`, {
       keys: c.puts.map((p) => p.key),
       replicas: [s.index],
     });
+  }
+
+  /**
+   * A commit the replica made by itself: a merge function's resolution written back. It is a
+   * write like a client's (its version covered every sibling it resolved), so the record checks
+   * hold it to the same rules; its value must be the merge of the siblings it replaced.
+   */
+  private onBackgroundCommit(s: ReplicaSlot, c: CommitRecord): void {
+    const keys = c.puts.map((p) => p.key);
+    for (const put of c.puts) {
+      const model = this.modelOf(put.collection);
+      const merge = model.kind === 'record' ? model.mergeAt('') : undefined;
+      const prev: RecordState = put.prev === undefined ? EMPTY_RECORD : decodeRecord(put.prev);
+      const state = decodeRecord(put.state);
+      const problem =
+        merge === undefined
+          ? `it is not a merge write-back: ${describeState(prev)} -> ${describeState(state)}`
+          : writeBackProblem(prev, state, s.id, merge);
+      const sibling = state.siblings.find((x) => x.dot.replica === s.id && !vvCovers(prev.context, x.dot));
+      if (problem !== undefined || sibling === undefined) {
+        this.violation({
+          invariant: 'G3',
+          message: `${s.id} wrote ${put.key} by itself, wrongly: ${problem ?? 'no new sibling'}`,
+          keys: [put.key],
+          replicas: [s.index],
+        });
+        continue;
+      }
+      const valueText = sibling.value === null ? null : fromUtf8(sibling.value);
+      const w: WriteRecord = {
+        n: 0,
+        replica: s.index,
+        collection: put.collection,
+        id: put.id,
+        key: put.key,
+        valueText,
+        dot: sibling.dot,
+        hlc: sibling.hlc,
+        basis: { kind: 'context', vv: prev.context },
+        token: 'none',
+        prevContext: prev.context,
+        batch: undefined,
+        atMs: this.time.nowMs,
+        ackSeq: this.history.tick(),
+        origin: 'merge',
+      };
+      this.history.writes.push(w);
+      this.stats.writeBacks++;
+      this.note(`${s.id} merge write-back ${put.key} ${valueText ?? 'del'} -> ${dotToString(sibling.dot)}`, {
+        keys,
+        replicas: [s.index],
+      });
+    }
   }
 
   // ------------------------------------------------------------------ links
@@ -794,7 +936,7 @@ class Simulation implements ClientCluster {
             v === null
               ? null
               : {
-                  valueText: JSON.stringify(v.value),
+                  valueText: canonicalText(v.value),
                   origin: v.origin,
                   version: v.version,
                   conflicts: v.conflicts.length,
@@ -810,8 +952,16 @@ class Simulation implements ClientCluster {
     this.checker.checkReads(this.history);
     if (quiet) {
       this.checker.checkFinal(this.history, finals, this.time.nowMs);
+      this.checker.checkKinds(
+        this.history,
+        this.slots.map((s) => s.log),
+        finals,
+        views,
+        this.time.nowMs,
+      );
       this.checker.checkSameViews(views, this.time.nowMs);
     }
+    this.checker.checkWriteBacks(this.history, this.time.nowMs);
     return digests;
   }
 
@@ -830,9 +980,8 @@ class Simulation implements ClientCluster {
       const term = hash128(new Encoder(bytes.length + 32).string(collection).string(id).raw(bytes).finish());
       for (let i = 0; i < 16; i++) acc[i] = (acc[i] as number) ^ (term[i] as number);
       const state = decodeRecord(bytes);
-      const win = winner(state);
-      if (win !== undefined && win.value !== null) docs++;
-      if (state.siblings.length > 1) conflicts++;
+      if (state.siblings.some((x) => x.value !== null)) docs++;
+      if (showsConflict(state, this.modelOf(collection))) conflicts++;
     }
     const expected = toHex(acc);
     if (expected !== status.digest || docs !== status.docs || conflicts !== status.conflicts) {

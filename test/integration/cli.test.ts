@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openReplica } from '../../src/index.js';
 import { resolveConfig } from '../../src/server/config.js';
 import { startServer } from '../../src/server/serve.js';
 import type { RunningServer } from '../../src/server/serve.js';
@@ -101,5 +102,124 @@ describe('polyarch put, get, del, conflicts, status', () => {
     const unknown = await run(['serve', '--config', file]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown setting "colour"/);
+  });
+});
+
+describe('polyarch patch, config and conflicts', () => {
+  it("config sets and shows a collection's settings, and refuses bad ones", async () => {
+    const [set, map] = await Promise.all([
+      run(['config', 'hits', '{"kind":"counter"}', '--url', server.url]),
+      run([
+        'config',
+        'notes',
+        '{"kind":"map","policy":"keep","fields":{"/status":{"policy":"lww"}}}',
+        '--url',
+        server.url,
+        '--json',
+      ]),
+    ]);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toBe('hits: kind counter, policy keep\n');
+    expect(map.code, map.stderr).toBe(0);
+    expect(JSON.parse(map.stdout)).toEqual({
+      collection: 'notes',
+      kind: 'map',
+      policy: 'keep',
+      fields: { '/status': { policy: 'lww' } },
+      replicated: true,
+    });
+    const [show, bad] = await Promise.all([
+      run(['config', 'notes', '--url', server.url]),
+      run(['config', 'hits', '{"kind":"record","policy":"merge"}', '--url', server.url]),
+    ]);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).toBe('notes: kind map, policy keep  fields {"/status":{"policy":"lww"}}\n');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/400 invalid_input: .*merge/);
+    // Nothing changed.
+    expect(server.db.collection('hits').config()).toEqual({ kind: 'counter', policy: 'keep', replicated: true });
+  });
+
+  it('patch applies operations, and a bad op exits non-zero with the reason and changes nothing', async () => {
+    const [inc, json] = await Promise.all([
+      run(['patch', 'hits', 'h1', '[{"op":"increment","path":"","by":2}]', '--url', server.url]),
+      run([
+        'patch',
+        'notes',
+        'n1',
+        '[{"op":"set","path":"/title","value":"hi"},{"op":"increment","path":"/views","by":3}]',
+        '--url',
+        server.url,
+        '--json',
+      ]),
+    ]);
+    expect(inc.code, inc.stderr).toBe(0);
+    expect(inc.stdout).toMatch(/^patched hits\/h1 {2}version \S+\n$/);
+    expect(json.code, json.stderr).toBe(0);
+    const written = JSON.parse(json.stdout) as { id: string; version: string };
+    expect(written).toEqual({ id: 'n1', version: expect.any(String) as unknown });
+    expect((await server.db.collection('hits').get('h1'))?.value).toBe(2);
+    expect((await server.db.collection('notes').get('n1'))?.value).toEqual({ title: 'hi', views: 3 });
+    // Another write makes the version read above stale.
+    await server.db.collection('notes').patch('n1', [{ op: 'set', path: '/title', value: 'late' }]);
+
+    const seq = server.db.status().seq;
+    const [badOp, notArray, stale] = await Promise.all([
+      run(['patch', 'hits', 'h1', '[{"op":"increment","path":"","by":1.5}]', '--url', server.url]),
+      run(['patch', 'hits', 'h1', '{"op":"increment"}', '--url', server.url]),
+      run([
+        'patch',
+        'notes',
+        'n1',
+        '[{"op":"set","path":"/title","value":"later"}]',
+        '--url',
+        server.url,
+        '--if-match',
+        written.version,
+      ]),
+    ]);
+    expect(badOp.code).toBe(1);
+    expect(badOp.stderr).toMatch(/400 invalid_input: ops\[0\]: increment needs "by"/);
+    expect(notArray.code).toBe(2);
+    expect(notArray.stderr).toMatch(/ops must be a JSON array/);
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toMatch(/409 conflict/);
+    expect(server.db.status().seq).toBe(seq);
+    expect((await server.db.collection('hits').get('h1'))?.value).toBe(2);
+    expect((await server.db.collection('notes').get('n1'))?.value).toEqual({ title: 'late', views: 3 });
+  });
+
+  it('conflicts lists documents with concurrent writes, for people and for scripts', async () => {
+    // Another leader, embedded, writes the same record and the same map field concurrently.
+    const other = await openReplica({ id: 'us', storage: 'memory' });
+    try {
+      await other.applyChanges(await server.db.changesSince(other.vector()));
+      await server.db.collection('todos').put('t1', { by: 'eu' });
+      await server.db.collection('notes').patch('n2', [{ op: 'set', path: '/title', value: 'eu' }]);
+      await new Promise((r) => setTimeout(r, 5));
+      await other.collection('todos').put('t1', { by: 'us' });
+      await other.collection('notes').patch('n2', [{ op: 'set', path: '/title', value: 'us' }]);
+      await server.db.applyChanges(await other.changesSince(server.db.vector()));
+    } finally {
+      await other.close();
+    }
+    const [human, json] = await Promise.all([
+      run(['conflicts', '--url', server.url]),
+      run(['conflicts', '--url', server.url, '--json', '--collection', 'notes']),
+    ]);
+    expect(human.code, human.stderr).toBe(0);
+    const lines = human.stdout.trim().split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toBe('todos/t1 = {"by":"us"}');
+    expect(lines[1]).toMatch(/^ {2}conflict: \{"by":"eu"\} {2}from eu, \S+$/);
+    expect(lines[2]).toBe('notes/n2 = {"title":"us"}');
+    expect(lines[3]).toMatch(/^ {2}conflict: \/title: "eu" {2}from eu, \S+$/);
+
+    expect(json.code, json.stderr).toBe(0);
+    const body = JSON.parse(json.stdout) as { results: { collection: string; id: string; conflicts: unknown[] }[] };
+    expect(body.results.map((r) => `${r.collection}/${r.id}`)).toEqual(['notes/n2']);
+    expect(body.results[0]?.conflicts).toEqual([
+      expect.objectContaining({ path: '/title', value: 'eu', deleted: false, origin: 'eu' }),
+    ]);
   });
 });
