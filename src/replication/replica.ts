@@ -22,7 +22,6 @@ import {
   checkDocId,
   checkReplicaId,
   compareDots,
-  compareForWinner,
   compareHlc,
   contextToken,
   decodeRecord,
@@ -46,7 +45,7 @@ import {
   winner,
   writeRecord,
 } from '../core/index.js';
-import type { Dot, Hlc, JsonValue, Limits, PolicyAt, RecordState, Sibling, WriteBasis } from '../core/index.js';
+import type { Dot, Hlc, JsonValue, Limits, RecordState, Sibling, WriteBasis } from '../core/index.js';
 import {
   Kind,
   applyPatch,
