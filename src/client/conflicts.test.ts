@@ -426,3 +426,36 @@ describe('map edge cases', () => {
     expect((await a.collection('ev').get('e'))?.version).toBe(version);
   });
 });
+
+describe('versions read at another leader', () => {
+  it('a map PUT with a version read elsewhere replaces what that version saw, as for records', async () => {
+    const [x, y] = [await open('x'), await open('y')];
+    await x.collection('profiles').configure({ kind: 'map', policy: 'keep' });
+    await syncAll([x, y]);
+    await x.collection('profiles').put('d', { title: 'a' });
+    const read = await x.collection('profiles').get('d');
+    await y.collection('profiles').put('d', { title: 'b' }, { version: read?.version as string });
+    await syncAll([x, y]);
+    const doc = await x.collection('profiles').get('d');
+    expect(doc?.value).toEqual({ title: 'b' });
+    expect(doc?.conflicts).toEqual([]);
+  });
+
+  it('a map PATCH with a version read elsewhere keeps the fields it does not name', async () => {
+    const [x, y] = [await open('x'), await open('y')];
+    await x.collection('profiles').configure({ kind: 'map', policy: 'keep' });
+    await syncAll([x, y]);
+    await x.collection('profiles').put('d', { title: 'a', n: 1 });
+    const read = await x.collection('profiles').get('d');
+    await y.collection('profiles').patch('d', [{ op: 'set', path: '/title', value: 'b' }], {
+      version: read?.version as string,
+    });
+    await syncAll([x, y]);
+    const doc = await y.collection('profiles').get('d');
+    expect(doc?.value).toEqual({ title: 'b', n: 1 });
+    // A patch's version is a precondition: the field it sets meets the value it replaced at the
+    // other leader as a conflict (the later write shows), since a patch supersedes only what
+    // this leader held.
+    expect(doc?.conflicts.map((c) => [c.path, c.value])).toEqual([['/title', 'a']]);
+  });
+});

@@ -25,7 +25,6 @@
 import {
   EMPTY_RECORD,
   bytesEqual,
-  compareForWinner,
   compareLww,
   decodeRecord,
   dotToString,
@@ -37,7 +36,7 @@ import {
   vvDominates,
 } from '../core/index.js';
 import type { Dot, Hlc, JsonValue, RecordState, Sibling, VersionVector } from '../core/index.js';
-import { KEEP, canonicalText, describeEntry, modelView, pathOfEntry, valueAt } from './kind-model.js';
+import { KEEP, canonicalText, describeEntry, modelView, pathOfEntry, resolverOf, valueAt } from './kind-model.js';
 import type { CollectionModel, KindAction, MergeFn, Resolver } from './kind-model.js';
 import type { ReplicaLog } from './sim-storage.js';
 
@@ -827,8 +826,9 @@ function sameEntry(a: Sibling, b: Sibling): boolean {
 
 /**
  * What is wrong with a merge write-back committed at replica `me` (or undefined): it resolves
- * a conflict (two siblings or more), only the origin of the winning sibling writes it, and its
- * value is the merge function of the live siblings it replaced.
+ * two siblings or more, only their resolver writes it (the least replica id among the live
+ * siblings' origins, so resolutions replace each other), and its value is the merge function
+ * of the live siblings it replaced.
  */
 export function writeBackProblem(
   prev: RecordState,
@@ -838,9 +838,8 @@ export function writeBackProblem(
 ): string | undefined {
   if (merge === undefined) return 'the collection has no merge function';
   if (prev.siblings.length < 2) return `there was no conflict to resolve: ${describeState(prev)}`;
-  let win: Sibling | undefined;
-  for (const s of prev.siblings) if (win === undefined || compareForWinner(s, win) > 0) win = s;
-  if (win?.dot.replica !== me) return `${me} is not the origin of the winning sibling of ${describeState(prev)}`;
+  const resolver = resolverOf(prev.siblings);
+  if (resolver !== me) return `${me} resolved ${describeState(prev)}, whose resolver is ${resolver ?? 'nobody'}`;
   const mine = state.siblings.filter((s) => s.dot.replica === me && !vvCovers(prev.context, s.dot));
   if (mine.length !== 1 || state.siblings.length !== 1) return `it left ${describeState(state)}`;
   const live = prev.siblings

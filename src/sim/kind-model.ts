@@ -9,8 +9,8 @@
  *              no conflict, when it is 'lww': joins of maps keep them all); else a counter
  *              (the sum of every replica's increments less its decrements); else a set (its
  *              elements, sorted by their canonical JSON bytes). Losing register values
- *              (each value once), and live values at a path that is an object, are the
- *              conflicts.
+ *              (each value once), and live values other than `{}` at a path that is an
+ *              object, are the conflicts; a document counts as in conflict when it shows one.
  *   operations set replaces everything at and under its path (and an empty-object value at
  *              a parent); remove drops everything at and under it; increment replaces the
  *              writer's own total; add-to-set and remove-from-set drop the element's entries
@@ -127,20 +127,41 @@ export function modelView(
   resolve: Resolver,
 ): ModelView | null {
   if (state === undefined) return null;
+  const shown = resolveState(state, resolve);
+  if (shown.value === undefined) return null;
   const version = contextToken(collection, id, state.context, latestHlc(state));
+  return { value: shown.value, conflicts: shown.conflicts, origin: shown.origin, version };
+}
+
+/**
+ * How many register values a document lists as conflicts, which is what makes it count as
+ * one (status, change events, onConflict): none where 'lww' or a merge function resolves
+ * them, one per distinct losing value otherwise.
+ */
+export function conflictCount(state: RecordState, resolve: Resolver): number {
+  if (state.siblings.length <= 1) return 0;
+  // A record under 'lww' keeps one sibling; it never counts as a conflict.
+  if (state.siblings.every(isRootRegister) && resolve.lwwAt('')) return 0;
+  return resolveState(state, resolve).conflicts;
+}
+
+/** The value (undefined: the document reads as absent), its conflicts and its origin. */
+function resolveState(
+  state: RecordState,
+  resolve: Resolver,
+): { value: JsonValue | undefined; conflicts: number; origin: string } {
   if (state.siblings.every(isRootRegister)) {
     let win: Sibling | undefined;
     for (const s of state.siblings) if (win === undefined || compareForWinner(s, win) > 0) win = s;
-    if (win === undefined || win.value === null) return null;
-    // Siblings holding the same value (two leaders wrote it, or deleted, concurrently) are shown once.
-    const losers = new Set<string>();
-    for (const s of state.siblings) if (!sameValue(s, win)) losers.add(valueKey(s));
-    const merge = losers.size > 0 ? resolve.mergeAt('') : undefined;
-    if (merge !== undefined) {
-      const live = state.siblings.filter((s) => s.value !== null).map((s) => parse(s.value as Uint8Array));
-      return { value: merge(live), conflicts: 0, origin: win.dot.replica, version };
-    }
-    return { value: parse(win.value), conflicts: losers.size, origin: win.dot.replica, version };
+    if (win === undefined) return { value: undefined, conflicts: 0, origin: '' };
+    const losers = distinctLosers(state.siblings, win);
+    const merge = losers > 0 ? resolve.mergeAt('') : undefined;
+    const live = state.siblings.filter((s) => s.value !== null).map((s) => parse(s.value as Uint8Array));
+    const merged = merge === undefined || live.length === 0 ? undefined : merge(live);
+    const origin = win.dot.replica;
+    if (win.value === null) return { value: undefined, conflicts: losers, origin };
+    if (merged !== undefined) return { value: merged, conflicts: 0, origin };
+    return { value: parse(win.value), conflicts: losers, origin };
   }
   const root: Trie = { entries: [], children: new Map() };
   for (const s of state.siblings) {
@@ -154,11 +175,20 @@ export function modelView(
   }
   const out = { conflicts: 0 };
   const value = nodeValue(root, '', resolve, out);
-  if (value === undefined) return null;
   let latest: Sibling | undefined;
   for (const s of state.siblings) if (latest === undefined || compareHlc(s.hlc, latest.hlc) > 0) latest = s;
-  return { value, conflicts: out.conflicts, origin: (latest as Sibling).dot.replica, version };
+  return { value, conflicts: out.conflicts, origin: latest?.dot.replica ?? '' };
 }
+
+/** Losing values, each once: leaders that wrote the same value (or deleted) concurrently do not disagree. */
+function distinctLosers(registers: readonly Sibling[], win: Sibling): number {
+  const losers = new Set<string>();
+  for (const s of registers) if (!sameValue(s, win)) losers.add(valueKey(s));
+  return losers.size;
+}
+
+/** The value `{}`: written at a path, it is not at odds with fields written into it. */
+const isEmptyObject = (s: Sibling): boolean => s.value !== null && fromUtf8(s.value) === '{}';
 
 function nodeValue(t: Trie, path: string, resolve: Resolver, out: { conflicts: number }): JsonValue | undefined {
   const fields: Record<string, JsonValue> = {};
@@ -171,7 +201,7 @@ function nodeValue(t: Trie, path: string, resolve: Resolver, out: { conflicts: n
   }
   const registers = t.entries.filter((s) => s.type === undefined);
   if (any) {
-    out.conflicts += registers.filter((s) => s.value !== null).length;
+    out.conflicts += registers.filter((s) => s.value !== null && !isEmptyObject(s)).length;
     return fields;
   }
   if (registers.length > 0) {
@@ -181,11 +211,10 @@ function nodeValue(t: Trie, path: string, resolve: Resolver, out: { conflicts: n
     if (registers.length > 1 && !lww) {
       const merge = resolve.mergeAt(path);
       const live = registers.filter((s) => s.value !== null);
-      if (merge !== undefined && live.length > 0) return merge(live.map((s) => parse(s.value as Uint8Array)));
-      // Each losing value once: leaders that wrote the same value concurrently do not disagree.
-      const losers = new Set<string>();
-      for (const s of registers) if (!sameValue(s, win)) losers.add(valueKey(s));
-      out.conflicts += losers.size;
+      const merged =
+        merge === undefined || live.length === 0 ? undefined : merge(live.map((s) => parse(s.value as Uint8Array)));
+      if (merged !== undefined) return merged;
+      out.conflicts += distinctLosers(registers, win);
     }
     return win.value === null ? undefined : parse(win.value);
   }
@@ -208,31 +237,15 @@ function nodeValue(t: Trie, path: string, resolve: Resolver, out: { conflicts: n
 }
 
 /**
- * Whether a document shows a conflict (status counts, change events): a record whose siblings
- * hold different values (merged ones too); for other kinds, a path whose register values
- * differ (not under 'lww'; merged ones too), or a live register value at a path some entry
- * lies below.
+ * The replica that writes a merge resolution back: the least replica id among the origins
+ * of the live siblings (replica.ts `resolverOf`), so that resolutions of one conflict replace
+ * each other rather than meet as a new one.
  */
-export function showsConflict(state: RecordState, resolve: Resolver): boolean {
-  if (state.siblings.length <= 1) return false;
-  if (state.siblings.every(isRootRegister)) {
-    const first = state.siblings[0] as Sibling;
-    return state.siblings.some((s) => !sameValue(s, first));
-  }
-  const values = new Map<string, Set<string>>();
-  const live = new Set<string>();
-  for (const s of state.siblings) {
-    const p = pathOfEntry(s);
-    if (s.type !== undefined) continue;
-    const at = values.get(p) ?? new Set<string>();
-    values.set(p, at.add(valueKey(s)));
-    if (s.value !== null) live.add(p);
-  }
-  for (const [p, v] of values) if (v.size > 1 && !resolve.lwwAt(p)) return true;
-  for (const p of live) {
-    if (state.siblings.some((s) => strictlyAbove(p, pathOfEntry(s)))) return true;
-  }
-  return false;
+export function resolverOf(siblings: readonly Sibling[]): string | undefined {
+  let least: string | undefined;
+  for (const s of siblings)
+    if (s.value !== null && (least === undefined || s.dot.replica < least)) least = s.dot.replica;
+  return least;
 }
 
 /** The value at `path` of a view (undefined when absent). */

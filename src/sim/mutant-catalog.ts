@@ -214,16 +214,17 @@ const removeWins: MutantSpec = {
 };
 
 /**
- * (h) A merge resolution written back by every replica that sees the conflict, not only by
- * the origin of the winning sibling: concurrent resolutions of one conflict. Built outside
- * the replica (a change listener writing the merge with the version it read), as a replica
- * built with that rule would.
+ * (h) A merge resolution written back by every replica that receives siblings, not only by
+ * their one resolver: concurrent resolutions of one conflict. Built outside the replica (a
+ * change listener writing the merge with the version it read), as a replica built with that
+ * rule would.
  */
 const mergeEverywhere: MutantSpec = {
   name: 'merge-everywhere',
-  patchReplica(replica) {
-    replica.onConflict((e) => {
-      if (e.origin !== 'remote' || e.collection !== 'scores') return;
+  patchReplica(replica, ctx) {
+    replica.subscribe((e) => {
+      // Until the heal: the storm such resolutions start would otherwise only end at the heal's bound.
+      if (e.origin !== 'remote' || e.collection !== 'scores' || !ctx.inSafetyPhase()) return;
       void (async () => {
         try {
           const state = await replica.getState(e.collection, e.id);

@@ -32,7 +32,7 @@ import type { Storage } from '../storage/index.js';
 import { openMemoryStorage } from '../storage/memory/index.js';
 import { Checker, History, describeState, writeBackProblem } from './checker.js';
 import type { FinalReplica, ReadView, Violation, WriteRecord } from './checker.js';
-import { canonicalText, showsConflict } from './kind-model.js';
+import { canonicalText, conflictCount } from './kind-model.js';
 import type { CollectionModel } from './kind-model.js';
 import type { EventHandle } from './event-queue.js';
 import { between, chance, randomStreams, shuffled, weighted } from './prng.js';
@@ -542,7 +542,7 @@ class Simulation implements ClientCluster {
         });
         return;
       }
-      const conflict = showsConflict(decodeRecord(put.state), this.modelOf(e.collection));
+      const conflict = conflictCount(decodeRecord(put.state), this.modelOf(e.collection)) > 0;
       if (e.conflict !== conflict || (e.origin === 'local') !== put.local) {
         this.violation({
           invariant: 'G3',
@@ -924,6 +924,7 @@ class Simulation implements ClientCluster {
       const digest = status.digest;
       digests.push(digest);
       this.checkStatus(s, status, states);
+      await this.checkConflictList(s, replica, states);
       this.trace.mix(this.time.nowMs, `${s.id} digest ${digest}`);
       finals.push({ index: s.index, id: s.id, digest, states });
       for (const k of sorted) {
@@ -981,7 +982,7 @@ class Simulation implements ClientCluster {
       for (let i = 0; i < 16; i++) acc[i] = (acc[i] as number) ^ (term[i] as number);
       const state = decodeRecord(bytes);
       if (state.siblings.some((x) => x.value !== null)) docs++;
-      if (showsConflict(state, this.modelOf(collection))) conflicts++;
+      if (conflictCount(state, this.modelOf(collection)) > 0) conflicts++;
     }
     const expected = toHex(acc);
     if (expected !== status.digest || docs !== status.docs || conflicts !== status.conflicts) {
@@ -994,6 +995,37 @@ class Simulation implements ClientCluster {
         replicas: [s.index],
       });
     }
+  }
+
+  /** `conflicts()` lists, over all its pages, exactly the documents whose view shows a conflict. */
+  private async checkConflictList(
+    s: ReplicaSlot,
+    replica: Replica,
+    states: ReadonlyMap<string, Uint8Array>,
+  ): Promise<void> {
+    const listed = new Set<string>();
+    let after: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const { results, next } = await replica.conflicts(after === undefined ? { limit: 50 } : { after, limit: 50 });
+      for (const c of results) listed.add(docKey(c.collection, c.id));
+      if (next === null) break;
+      after = next;
+    }
+    const expected = new Set<string>();
+    for (const [k, bytes] of states) {
+      if (conflictCount(decodeRecord(bytes), this.modelOf(splitKey(k)[0])) > 0) expected.add(k);
+    }
+    const missing = [...expected].filter((k) => !listed.has(k));
+    const extra = [...listed].filter((k) => !expected.has(k));
+    if (missing.length === 0 && extra.length === 0) return;
+    this.violation({
+      invariant: 'G3',
+      message:
+        `${s.id}'s conflicts() ${missing.length > 0 ? `misses ${missing.join(', ')}` : ''}` +
+        `${missing.length > 0 && extra.length > 0 ? ' and ' : ''}${extra.length > 0 ? `lists ${extra.join(', ')}, which show no conflict` : ''}`,
+      keys: [...missing, ...extra].slice(0, 3),
+      replicas: [s.index],
+    });
   }
 
   private note(

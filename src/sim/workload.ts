@@ -103,7 +103,8 @@ export function collectionModel(spec: CollectionSpec): CollectionModel {
       const fn = name === undefined ? undefined : MERGE_FUNCTIONS[name];
       return fn === undefined ? undefined : (values) => fn(values, { collection: spec.name, id: '', path });
     },
-    lwwAt: (path) => spec.kind !== 'record' && (fields[path]?.policy ?? spec.policy) === 'lww',
+    // For a record collection, path '' stands for its documents' siblings.
+    lwwAt: (path) => (spec.kind !== 'record' || path === '') && (fields[path]?.policy ?? spec.policy) === 'lww',
     counterFields: paths('counter'),
     setFields: paths('set'),
   };
