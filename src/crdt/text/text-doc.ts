@@ -1,0 +1,148 @@
+/**
+ * TextDoc: a collaborative plain-text document (a sequence CRDT over UTF-16 code units).
+ * Local edits by index; remote changes by id, in any order and any number of times.
+ * Invariant: two docs that hold the same operations show the same text. It never reads clocks or
+ * randomness: the only identity is the replica name given to the constructor.
+ */
+import { DbError, ErrorCode } from '../../shared/errors.js';
+import { DELTA_TAG, readDelta, writeDelta } from './delta.js';
+import { LV_MAX, decodeSnapshot, encodeSnapshot, SNAPSHOT_TAG } from './snapshot.js';
+import { TextState, type TextChange } from './text-state.js';
+
+export type { TextChange } from './text-state.js';
+
+function invalid(message: string): never {
+  throw new DbError(ErrorCode.invalidInput, message);
+}
+
+/**
+ * A replicated text. Each inserted character and each deleted character is one operation with
+ * an id (replica, sequence number); `version()` counts them per replica.
+ *
+ * @example
+ * const a = new TextDoc('alice');
+ * const b = new TextDoc('bob');
+ * a.insert(0, 'hello');
+ * b.applyChanges(a.encodeSince(b.version()));
+ * b.insert(5, ' world');
+ * a.applyChanges(b.encodeSince(a.version())); // [{ pos: 5, deleted: 0, inserted: ' world' }]
+ * a.toString(); // 'hello world'
+ */
+export class TextDoc {
+  private s: TextState;
+
+  /** An empty document edited as `replica` (any string, unique among the replicas that edit it). */
+  constructor(replica: string) {
+    if (typeof replica !== 'string') invalid('replica must be a string');
+    this.s = new TextState(replica);
+  }
+
+  /** This replica's id. */
+  get replica(): string {
+    return this.s.replica;
+  }
+
+  /** Length of the visible text in UTF-16 code units. */
+  get length(): number {
+    return this.s.length;
+  }
+
+  /** The visible text. */
+  toString(): string {
+    return this.s.toString();
+  }
+
+  /** Inserts `text` before code unit `pos` (0 <= pos <= length). Throws DbError('invalid_input'). */
+  insert(pos: number, text: string): void {
+    if (typeof text !== 'string') invalid('text must be a string');
+    if (!Number.isInteger(pos) || pos < 0 || pos > this.s.length) invalid(`insert position ${pos} out of range`);
+    if (text.length === 0) return;
+    if (this.s.nextLv + text.length > LV_MAX)
+      throw new DbError(ErrorCode.tooLarge, 'text document holds too many operations');
+    this.s.localInsert(pos, text);
+  }
+
+  /** Deletes `len` code units from `pos`. Throws DbError('invalid_input') when out of range. */
+  delete(pos: number, len: number): void {
+    if (!Number.isInteger(pos) || !Number.isInteger(len) || pos < 0 || len < 0 || pos + len > this.s.length) {
+      invalid(`delete range ${pos}+${len} out of range`);
+    }
+    if (len === 0) return;
+    if (this.s.nextLv + len > LV_MAX) throw new DbError(ErrorCode.tooLarge, 'text document holds too many operations');
+    this.s.localDelete(pos, len);
+  }
+
+  /**
+   * Per replica id, how many of its operations this doc holds: one per character inserted and
+   * one per character deleted. Replicas with none are left out. Always a prefix per replica.
+   */
+  version(): Map<string, number> {
+    const v = new Map<string, number>();
+    const s = this.s;
+    for (let a = 0; a < s.agents.length; a++) {
+      const n = s.seqCount[a] as number;
+      if (n > 0) v.set(s.agents[a] as string, n);
+    }
+    return v;
+  }
+
+  /**
+   * Everything this doc holds that a doc at version `since` lacks, as bytes for applyChanges.
+   * Without `since` (or with an empty one) this is encode(). Time proportional to the output.
+   * Deleted characters travel without their content (the delete travels too, or is already there).
+   */
+  encodeSince(since?: ReadonlyMap<string, number>): Uint8Array {
+    if (since === undefined) return encodeSnapshot(this.s);
+    let any = false;
+    for (const n of since.values()) if (n > 0) any = true;
+    if (!any) return encodeSnapshot(this.s);
+    return writeDelta(this.s.collectOps(since));
+  }
+
+  /**
+   * Applies bytes from another doc's encodeSince or encode: idempotent and commutative.
+   * Operations whose dependencies are missing wait inside the doc until those arrive.
+   * Returns the visible changes as patches to apply in order: each `{ pos, deleted, inserted }`
+   * applies to the text left by the previous one, turning the old text into the new one.
+   * Throws DbError('corrupt') on malformed bytes, and then changes nothing.
+   */
+  applyChanges(bytes: Uint8Array): TextChange[] {
+    if (!(bytes instanceof Uint8Array)) invalid('changes must be bytes');
+    const changes: TextChange[] = [];
+    if (bytes[0] === SNAPSHOT_TAG) {
+      const { state, text } = decodeSnapshot(bytes, this.s.replica);
+      if (this.s.nextLv === 0) {
+        // Nothing here yet: take the loaded state as it is, no integration needed.
+        state.pending = this.s.pending;
+        this.s = state;
+        if (text.length > 0) changes.push({ pos: 0, deleted: 0, inserted: text });
+        if (state.pending.length > 0) state.retryPending(changes);
+        return changes;
+      }
+      this.s.applyOps(state.collectOps(this.version()), changes);
+      return changes;
+    }
+    if (bytes[0] === DELTA_TAG) {
+      this.s.applyOps(readDelta(bytes), changes);
+      return changes;
+    }
+    throw new DbError(ErrorCode.corrupt, 'corrupt text changes: unknown format');
+  }
+
+  /** Operations received whose dependencies have not arrived yet. */
+  get pendingCount(): number {
+    return this.s.pending.length;
+  }
+
+  /** The whole document, with the history needed to merge (deleted content is dropped). */
+  encode(): Uint8Array {
+    return encodeSnapshot(this.s);
+  }
+
+  /** Loads bytes from encode() (or any encodeSince) as a doc edited by `replica`. Throws DbError('corrupt'). */
+  static decode(bytes: Uint8Array, replica: string): TextDoc {
+    const doc = new TextDoc(replica);
+    doc.applyChanges(bytes);
+    return doc;
+  }
+}
