@@ -1,6 +1,6 @@
 /**
  * bench:text: polyarch's text type against Yjs, json-joy and Loro on real editing traces
- * (../shared/traces: automerge-paper, seph-blog1), through one adapter per library
+ * (test/fixtures/traces: automerge-paper, seph-blog1), through one adapter per library
  * (bench/text/adapters.ts) and the same harness (bench/text/measure.ts).
  *
  * For each library and trace, in a process of its own (node --expose-gc):

@@ -18,7 +18,7 @@ export interface Trace {
 export const TRACES = ['automerge-paper', 'seph-blog1'] as const;
 
 export function tracePath(name: string): string {
-  return new URL(`../../../shared/traces/${name}.json.gz`, import.meta.url).pathname;
+  return new URL(`../../test/fixtures/traces/${name}.json.gz`, import.meta.url).pathname;
 }
 
 /**

@@ -10,7 +10,7 @@ interface Trace {
   txns: { patches: Patch[] }[];
 }
 
-const traceDir = fileURLToPath(new URL('../../../../shared/traces/', import.meta.url));
+const traceDir = fileURLToPath(new URL('../../../test/fixtures/traces/', import.meta.url));
 const load = (name: string): Trace =>
   JSON.parse(gunzipSync(readFileSync(`${traceDir}${name}.json.gz`)).toString()) as Trace;
 
