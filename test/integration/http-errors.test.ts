@@ -311,10 +311,26 @@ const cases: Record<string, () => Case> = {
 
 /**
  * One request over node:http. A server may answer (413) before it has read a large body and
- * close the connection; the client's write then fails with EPIPE or a reset after the answer
- * arrived, which fetch reports as a failure. Here the answer wins.
+ * close the connection; the client's write then fails with EPIPE or a reset, after the answer
+ * arrived (fetch reports that as a failure; here the answer wins) or before the client could
+ * read it. In that second case the request is sent again: every case here is refused without a
+ * change, so a repeat is safe, and the race rarely happens twice.
  */
-function send(
+async function send(
+  url: string,
+  o: { method: string; headers: Record<string, string>; body?: string },
+): Promise<{ status: number; contentType: string; text: string }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await sendOnce(url, o);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (attempt >= 5 || (code !== 'EPIPE' && code !== 'ECONNRESET')) throw e;
+    }
+  }
+}
+
+function sendOnce(
   url: string,
   o: { method: string; headers: Record<string, string>; body?: string },
 ): Promise<{ status: number; contentType: string; text: string }> {
