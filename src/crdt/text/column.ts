@@ -15,6 +15,12 @@ export class Col {
     this.a[this.n++] = v;
   }
 
+  /** Takes `a` as the whole column (it holds exactly the values). */
+  assign(a: Int32Array): void {
+    this.a = a;
+    this.n = a.length;
+  }
+
   /** The last value (the column must not be empty). */
   last(): number {
     return this.a[this.n - 1] as number;

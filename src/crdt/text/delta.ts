@@ -9,9 +9,23 @@
  *             then (length * 2 + deleted) each, then the visible text (WTF-8, length-prefixed)
  *     delete: target agent, target seq, direction (0: ascending, 1: descending)
  */
-import { Decoder, Encoder } from '../../core/codec.js';
+import { utf8 } from '../../core/codec.js';
 import { DbError, ErrorCode } from '../../shared/errors.js';
 import type { RemoteDelete, RemoteInsert, RemoteOp } from './text-state.js';
+import {
+  readByte,
+  readBytes,
+  readEnd,
+  readStart,
+  readStop,
+  readString,
+  readUint,
+  writeByte,
+  writeFinish,
+  writeStart,
+  writeText,
+  writeUint,
+} from './bytes.js';
 import { decodeWtf8, encodeWtf8 } from './wtf8.js';
 
 export const DELTA_TAG = 0x44;
@@ -23,78 +37,95 @@ function corrupt(what: string): never {
 }
 
 export function writeDelta(ops: readonly RemoteOp[]): Uint8Array {
+  // Agent names in order of first mention (the same walk as the body's), then the body.
   const names = new Map<string, number>();
-  const idx = (name: string): number => {
-    let i = names.get(name);
-    if (i === undefined) {
-      i = names.size;
-      names.set(name, i);
-    }
-    return i;
+  const note = (name: string): void => {
+    if (!names.has(name)) names.set(name, names.size);
   };
-  const body = new Encoder(256);
+  let textBytes = 0;
   for (const op of ops) {
-    body
-      .uint(idx(op.agent))
-      .uint(op.seq)
-      .uint(op.len * 2 + (op.kind === 'del' ? 1 : 0));
+    note(op.agent);
+    if (op.kind === 'del') note(op.targetAgent);
+    else {
+      if (op.leftAgent !== null) note(op.leftAgent);
+      if (op.rightAgent !== null) note(op.rightAgent);
+      textBytes += op.text.length;
+    }
+  }
+  writeStart(64 + 16 * names.size + 12 * ops.length + textBytes);
+  writeByte(DELTA_TAG);
+  writeUint(names.size);
+  for (const name of names.keys()) writeText(name, utf8);
+  writeUint(ops.length);
+  for (const op of ops) {
+    writeUint(names.get(op.agent) as number);
+    writeUint(op.seq);
+    writeUint(op.len * 2 + (op.kind === 'del' ? 1 : 0));
     if (op.kind === 'del') {
-      body
-        .uint(idx(op.targetAgent))
-        .uint(op.targetSeq)
-        .byte(op.dir < 0 ? 1 : 0);
+      writeUint(names.get(op.targetAgent) as number);
+      writeUint(op.targetSeq);
+      writeByte(op.dir < 0 ? 1 : 0);
       continue;
     }
-    if (op.leftAgent === null) body.uint(0);
-    else body.uint(idx(op.leftAgent) + 1).uint(op.leftSeq);
-    if (op.rightAgent === null) body.uint(0);
-    else body.uint(idx(op.rightAgent) + 1).uint(op.rightSeq);
-    const segs = op.segs;
-    if (segs === null) body.uint(0);
+    if (op.leftAgent === null) writeUint(0);
     else {
-      body.uint(segs.length);
-      for (const s of segs) body.uint(s);
+      writeUint((names.get(op.leftAgent) as number) + 1);
+      writeUint(op.leftSeq);
     }
-    body.bytes(encodeWtf8(op.text));
+    if (op.rightAgent === null) writeUint(0);
+    else {
+      writeUint((names.get(op.rightAgent) as number) + 1);
+      writeUint(op.rightSeq);
+    }
+    const segs = op.segs;
+    if (segs === null) writeUint(0);
+    else {
+      writeUint(segs.length);
+      for (const s of segs) writeUint(s);
+    }
+    writeText(op.text, encodeWtf8);
   }
-  const w = new Encoder(body.length + 16 * names.size + 8);
-  w.byte(DELTA_TAG).uint(names.size);
-  for (const name of names.keys()) w.string(name);
-  w.uint(ops.length).raw(body.view());
-  return w.finish();
+  return writeFinish();
 }
 
 export function readDelta(bytes: Uint8Array): RemoteOp[] {
-  const d = new Decoder(bytes);
-  if (d.byte() !== DELTA_TAG) corrupt('not a delta');
-  const nAgents = d.uint();
+  readStart(bytes);
+  try {
+    return readOps(bytes);
+  } finally {
+    readStop();
+  }
+}
+
+function readOps(bytes: Uint8Array): RemoteOp[] {
+  if (readByte() !== DELTA_TAG) corrupt('not a delta');
+  const nAgents = readUint();
   if (nAgents > bytes.length) corrupt('agent count');
   const names: string[] = [];
   const seen = new Set<string>();
   for (let i = 0; i < nAgents; i++) {
-    const name = d.string();
+    const name = readString();
     if (seen.has(name)) corrupt('duplicate agent');
     seen.add(name);
     names.push(name);
   }
-  const agent = (): string => {
-    const i = d.uint();
-    if (i >= nAgents) corrupt('agent index');
-    return names[i] as string;
-  };
-  const nOps = d.uint();
+  const nOps = readUint();
   if (nOps > bytes.length) corrupt('op count');
   const ops: RemoteOp[] = [];
   for (let k = 0; k < nOps; k++) {
-    const a = agent();
-    const seq = d.uint();
-    const h = d.uint();
+    const ai = readUint();
+    if (ai >= nAgents) corrupt('agent index');
+    const a = names[ai] as string;
+    const seq = readUint();
+    const h = readUint();
     const len = Math.floor(h / 2);
     if (len < 1 || seq + len > SEQ_MAX) corrupt('op length');
     if (h % 2 === 1) {
-      const targetAgent = agent();
-      const targetSeq = d.uint();
-      const dirByte = d.byte();
+      const ti = readUint();
+      if (ti >= nAgents) corrupt('agent index');
+      const targetAgent = names[ti] as string;
+      const targetSeq = readUint();
+      const dirByte = readByte();
       if (dirByte > 1) corrupt('direction');
       const dir = dirByte === 1 ? -1 : 1;
       const lo = dir > 0 ? targetSeq : targetSeq - len + 1;
@@ -109,21 +140,21 @@ export function readDelta(bytes: Uint8Array): RemoteOp[] {
     let leftSeq = 0;
     let rightAgent: string | null = null;
     let rightSeq = 0;
-    const l = d.uint();
+    const l = readUint();
     if (l > 0) {
       if (l > nAgents) corrupt('agent index');
       leftAgent = names[l - 1] as string;
-      leftSeq = d.uint();
+      leftSeq = readUint();
       if (leftSeq >= SEQ_MAX || (leftAgent === a && leftSeq >= seq)) corrupt('left origin');
     }
-    const r = d.uint();
+    const r = readUint();
     if (r > 0) {
       if (r > nAgents) corrupt('agent index');
       rightAgent = names[r - 1] as string;
-      rightSeq = d.uint();
+      rightSeq = readUint();
       if (rightSeq >= SEQ_MAX || (rightAgent === a && rightSeq >= seq)) corrupt('right origin');
     }
-    const nSegs = d.uint();
+    const nSegs = readUint();
     let segs: number[] | null = null;
     let visible = len;
     if (nSegs > 0) {
@@ -132,7 +163,7 @@ export function readDelta(bytes: Uint8Array): RemoteOp[] {
       let total = 0;
       visible = 0;
       for (let i = 0; i < nSegs; i++) {
-        const s = d.uint();
+        const s = readUint();
         const sl = Math.floor(s / 2);
         if (sl < 1) corrupt('segment');
         total += sl;
@@ -142,11 +173,27 @@ export function readDelta(bytes: Uint8Array): RemoteOp[] {
       }
       if (total !== len) corrupt('segments');
     }
-    const text = decodeWtf8(d.bytes());
+    const text = readText();
     if (text.length !== visible) corrupt('content length');
     const op: RemoteInsert = { kind: 'ins', agent: a, seq, len, leftAgent, leftSeq, rightAgent, rightSeq, segs, text };
     ops.push(op);
   }
-  d.end();
+  readEnd();
   return ops;
+}
+
+/** A length-prefixed WTF-8 text: short ASCII decoded in place, the rest through decodeWtf8. */
+function readText(): string {
+  const bytes = readBytes();
+  const n = bytes.length;
+  if (n <= 32) {
+    let s = '';
+    for (let i = 0; i < n; i++) {
+      const c = bytes[i] as number;
+      if (c >= 0x80) return decodeWtf8(bytes);
+      s += String.fromCharCode(c);
+    }
+    return s;
+  }
+  return decodeWtf8(bytes);
 }

@@ -22,7 +22,10 @@
  *   content is never shipped, and a loaded doc never had it.
  *
  * Formats: snapshot.ts (encode: no replay on load, origins derived from document order) and
- * delta.ts (encodeSince: ops by id, in causal order).
+ * delta.ts (encodeSince: ops by id, in causal order), both read and written by bytes.ts.
+ * Loading a snapshot into an empty doc (TextDoc.decode) checks it whole but builds nothing: the
+ * doc shows the snapshot's visible text and version, and builds the tree, the op tables and the
+ * content at the first edit, merge or encoding (text-doc.ts).
  */
 export { TextDoc } from './text-doc.js';
 export type { TextChange } from './text-state.js';

@@ -190,6 +190,102 @@ describe('TextDoc encodings', () => {
     expect(c.toString().replace('q', '')).toBe('\uDC00\uD83Dx');
   });
 
+  it('a loaded doc shows its text and version before building anything, and once built acts as an eager one', () => {
+    const src = new TextDoc('a');
+    src.insert(0, 'hello world');
+    src.delete(0, 1);
+    const b = new TextDoc('b');
+    b.applyChanges(src.encodeSince(b.version()));
+    b.insert(3, 'XY');
+    src.applyChanges(b.encodeSince(src.version()));
+    src.insert(0, '>');
+    const bytes = src.encode();
+    // Lazy: decode keeps the checked snapshot; eager: a doc that merged the same history op by op.
+    const lazy = TextDoc.decode(bytes, 'c');
+    const eager = new TextDoc('c');
+    eager.applyChanges(src.encodeSince(new Map([['nobody', 1]])));
+    const lazyView = TextDoc.decode(bytes, 'c');
+    expect(lazyView.toString()).toBe(src.toString());
+    expect(lazyView.length).toBe(src.length);
+    expect(lazyView.pendingCount).toBe(0);
+    expect([...lazyView.version()].sort()).toEqual([...src.version()].sort());
+    expect(lazyView.encode()).toEqual(bytes);
+    expect(lazyView.encodeSince(new Map([['a', 3]]))).toEqual(src.encodeSince(new Map([['a', 3]])));
+    // Edited, merged and re-encoded, the lazy doc matches the source doc given the same edits.
+    const edit = (d: TextDoc): void => {
+      d.insert(2, 'new');
+      d.delete(0, 1);
+    };
+    edit(lazy);
+    const twin = TextDoc.decode(bytes, 'c');
+    twin.applyChanges(new TextDoc('z').encode()); // builds it through the merge path
+    edit(twin);
+    expect(lazy.toString()).toBe(twin.toString());
+    expect(lazy.encode()).toEqual(twin.encode());
+    b.insert(0, 'remote ');
+    const fromB = b.encodeSince(lazy.version());
+    const before = lazy.toString();
+    const changes = lazy.applyChanges(fromB);
+    let text = before;
+    for (const c of changes) text = text.slice(0, c.pos) + c.inserted + text.slice(c.pos + c.deleted);
+    expect(text).toBe(lazy.toString());
+    src.applyChanges(lazy.encodeSince(src.version()));
+    expect(src.toString()).toBe(lazy.toString());
+    edit(eager);
+    eager.applyChanges(b.encodeSince(eager.version()));
+    expect(eager.encode()).toEqual(lazy.encode());
+    // A lazily loaded doc takes a second snapshot (its own or a newer one) as a merge.
+    const again = TextDoc.decode(bytes, 'd');
+    expect(again.applyChanges(bytes)).toEqual([]);
+    again.applyChanges(src.encode());
+    expect(again.toString()).toBe(src.toString());
+  });
+
+  it('a corrupt snapshot leaves an empty doc empty and unloaded', () => {
+    const src = new TextDoc('a');
+    src.insert(0, 'abc');
+    const bytes = src.encode();
+    const broken = bytes.slice(0, bytes.length - 1);
+    const d = new TextDoc('b');
+    expect(codeOf(() => d.applyChanges(broken))).toBe(ErrorCode.corrupt);
+    expect(d.toString()).toBe('');
+    expect(d.version().size).toBe(0);
+    d.applyChanges(bytes);
+    expect(d.toString()).toBe('abc');
+    // The doc keeps its own copy of the bytes: changing the caller's buffer changes nothing.
+    bytes.fill(0);
+    d.insert(3, 'd');
+    expect(d.toString()).toBe('abcd');
+  });
+
+  it('reports a large remote batch of edits at one spot as one patch, and scattered ones as patches that apply', () => {
+    const a = new TextDoc('a');
+    const b = new TextDoc('b');
+    b.insert(0, 'base');
+    a.applyChanges(b.encode());
+    // Many runs inside one growing stretch (forward, backward, in the middle): one patch.
+    for (let i = 0; i < 300; i++) {
+      const k = i % 3;
+      const at = k === 0 ? 2 : k === 1 ? 2 + i : 2 + Math.floor(i / 2);
+      a.insert(Math.min(at, a.length - 2), String.fromCharCode(97 + (i % 26)));
+    }
+    const before = b.toString();
+    const changes = b.applyChanges(a.encodeSince(b.version()));
+    expect(changes).toEqual([{ pos: 2, deleted: 0, inserted: a.toString().slice(2, -2) }]);
+    expect(b.toString()).toBe(a.toString());
+    expect(before).toBe('base');
+    // Scattered inserts and deletes: the patches turn the old text into the new one.
+    for (let i = 0; i < 300; i++) a.insert((i * 37) % (a.length + 1), String.fromCharCode(65 + (i % 26)));
+    a.delete(5, 20);
+    for (let i = 0; i < 50; i++) a.insert(a.length - ((i * 7) % 10), 'xy');
+    const old = b.toString();
+    let text = old;
+    for (const c of b.applyChanges(a.encodeSince(b.version())))
+      text = text.slice(0, c.pos) + c.inserted + text.slice(c.pos + c.deleted);
+    expect(text).toBe(b.toString());
+    expect(b.toString()).toBe(a.toString());
+  });
+
   it('rejects bytes of another format as corrupt', () => {
     const d = new TextDoc('a');
     expect(codeOf(() => d.applyChanges(new Uint8Array([])))).toBe(ErrorCode.corrupt);

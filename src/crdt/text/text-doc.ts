@@ -6,7 +6,8 @@
  */
 import { DbError, ErrorCode } from '../../shared/errors.js';
 import { DELTA_TAG, readDelta, writeDelta } from './delta.js';
-import { LV_MAX, decodeSnapshot, encodeSnapshot, SNAPSHOT_TAG } from './snapshot.js';
+import { LV_MAX, decodeSnapshot, encodeSnapshot, scanSnapshot, SNAPSHOT_TAG } from './snapshot.js';
+import type { SnapshotSummary } from './snapshot.js';
 import { TextState, type TextChange } from './text-state.js';
 
 export type { TextChange } from './text-state.js';
@@ -30,6 +31,13 @@ function invalid(message: string): never {
  */
 export class TextDoc {
   private s: TextState;
+  /**
+   * A snapshot loaded but not built yet (set instead of `s` holding anything): its bytes (a
+   * copy, checked whole), its text and its version. The tree, the op tables and the content are
+   * built on the first call that needs them (an edit, a merge, an encoding); until then the text
+   * and the version are read from here, the way Loro keeps the text beside a lazily decoded history.
+   */
+  private lazy: (SnapshotSummary & { bytes: Uint8Array }) | null = null;
 
   /** An empty document edited as `replica` (any string, unique among the replicas that edit it). */
   constructor(replica: string) {
@@ -44,32 +52,44 @@ export class TextDoc {
 
   /** Length of the visible text in UTF-16 code units. */
   get length(): number {
-    return this.s.length;
+    return this.lazy !== null ? this.lazy.text.length : this.s.length;
   }
 
   /** The visible text. */
   toString(): string {
-    return this.s.toString();
+    return this.lazy !== null ? this.lazy.text : this.s.toString();
+  }
+
+  /** The state, built first if a snapshot was loaded lazily. */
+  private state(): TextState {
+    const lazy = this.lazy;
+    if (lazy !== null) {
+      this.s = decodeSnapshot(lazy.bytes, this.s.replica).state;
+      this.lazy = null;
+    }
+    return this.s;
   }
 
   /** Inserts `text` before code unit `pos` (0 <= pos <= length). Throws DbError('invalid_input'). */
   insert(pos: number, text: string): void {
     if (typeof text !== 'string') invalid('text must be a string');
-    if (!Number.isInteger(pos) || pos < 0 || pos > this.s.length) invalid(`insert position ${pos} out of range`);
+    if (!Number.isInteger(pos) || pos < 0 || pos > this.length) invalid(`insert position ${pos} out of range`);
     if (text.length === 0) return;
-    if (this.s.nextLv + text.length > LV_MAX)
+    const s = this.state();
+    if (s.nextLv + text.length > LV_MAX)
       throw new DbError(ErrorCode.tooLarge, 'text document holds too many operations');
-    this.s.localInsert(pos, text);
+    s.localInsert(pos, text);
   }
 
   /** Deletes `len` code units from `pos`. Throws DbError('invalid_input') when out of range. */
   delete(pos: number, len: number): void {
-    if (!Number.isInteger(pos) || !Number.isInteger(len) || pos < 0 || len < 0 || pos + len > this.s.length) {
+    if (!Number.isInteger(pos) || !Number.isInteger(len) || pos < 0 || len < 0 || pos + len > this.length) {
       invalid(`delete range ${pos}+${len} out of range`);
     }
     if (len === 0) return;
-    if (this.s.nextLv + len > LV_MAX) throw new DbError(ErrorCode.tooLarge, 'text document holds too many operations');
-    this.s.localDelete(pos, len);
+    const s = this.state();
+    if (s.nextLv + len > LV_MAX) throw new DbError(ErrorCode.tooLarge, 'text document holds too many operations');
+    s.localDelete(pos, len);
   }
 
   /**
@@ -78,6 +98,15 @@ export class TextDoc {
    */
   version(): Map<string, number> {
     const v = new Map<string, number>();
+    const lazy = this.lazy;
+    if (lazy !== null) {
+      // In the order a built state lists them: this replica first.
+      const me = lazy.agents.indexOf(this.s.replica);
+      if (me >= 0) v.set(lazy.agents[me] as string, lazy.counts[me] as number);
+      for (let a = 0; a < lazy.agents.length; a++)
+        if (a !== me) v.set(lazy.agents[a] as string, lazy.counts[a] as number);
+      return v;
+    }
     const s = this.s;
     for (let a = 0; a < s.agents.length; a++) {
       const n = s.seqCount[a] as number;
@@ -92,11 +121,12 @@ export class TextDoc {
    * Deleted characters travel without their content (the delete travels too, or is already there).
    */
   encodeSince(since?: ReadonlyMap<string, number>): Uint8Array {
-    if (since === undefined) return encodeSnapshot(this.s);
+    const s = this.state();
+    if (since === undefined) return encodeSnapshot(s);
     let any = false;
     for (const n of since.values()) if (n > 0) any = true;
-    if (!any) return encodeSnapshot(this.s);
-    return writeDelta(this.s.collectOps(since));
+    if (!any) return encodeSnapshot(s);
+    return writeDelta(s.collectOps(since));
   }
 
   /**
@@ -110,8 +140,15 @@ export class TextDoc {
     if (!(bytes instanceof Uint8Array)) invalid('changes must be bytes');
     const changes: TextChange[] = [];
     if (bytes[0] === SNAPSHOT_TAG) {
+      if (this.lazy === null && this.s.nextLv === 0 && this.s.pending.length === 0) {
+        // Nothing here yet: keep the snapshot, checked, and build the state when needed.
+        const summary = scanSnapshot(bytes);
+        this.lazy = { ...summary, bytes: bytes.slice() };
+        if (summary.text.length > 0) changes.push({ pos: 0, deleted: 0, inserted: summary.text });
+        return changes;
+      }
       const { state, text } = decodeSnapshot(bytes, this.s.replica);
-      if (this.s.nextLv === 0) {
+      if (this.state().nextLv === 0) {
         // Nothing here yet: take the loaded state as it is, no integration needed.
         state.pending = this.s.pending;
         this.s = state;
@@ -123,7 +160,8 @@ export class TextDoc {
       return changes;
     }
     if (bytes[0] === DELTA_TAG) {
-      this.s.applyOps(readDelta(bytes), changes);
+      const ops = readDelta(bytes);
+      this.state().applyOps(ops, changes);
       return changes;
     }
     throw new DbError(ErrorCode.corrupt, 'corrupt text changes: unknown format');
@@ -131,12 +169,12 @@ export class TextDoc {
 
   /** Operations received whose dependencies have not arrived yet. */
   get pendingCount(): number {
-    return this.s.pending.length;
+    return this.lazy !== null ? 0 : this.s.pending.length;
   }
 
   /** The whole document, with the history needed to merge (deleted content is dropped). */
   encode(): Uint8Array {
-    return encodeSnapshot(this.s);
+    return encodeSnapshot(this.state());
   }
 
   /** Loads bytes from encode() (or any encodeSince) as a doc edited by `replica`. Throws DbError('corrupt'). */

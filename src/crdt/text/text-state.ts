@@ -81,7 +81,7 @@ export class TextState {
   readonly insOL = new Col();
   readonly insOR = new Col();
   /** The fragment holding each insert run's first character. */
-  readonly insFrag: Frag[] = [];
+  insFrag: Frag[] = [];
 
   /** Delete runs in LV order: char k of run i deletes LV delTarget + delDir * k. */
   readonly delLv = new Col();
@@ -388,21 +388,107 @@ export class TextState {
   applyOps(ops: readonly RemoteOp[], changes: TextChange[]): void {
     this.cursorLeaf = null;
     this.typedLv = -1;
+    this.out = changes;
+    this.chPos = -1;
     const before = this.nextLv;
-    for (const op of ops) if (!this.applyOp(op, changes)) this.pending.push(op);
-    if (this.pending.length > 0 && this.nextLv !== before) this.retryPending(changes);
+    for (const op of ops) if (!this.applyOp(op)) this.pending.push(op);
+    if (this.pending.length > 0 && this.nextLv !== before) this.retry();
+    this.flushInsert();
+    this.out = [];
   }
 
   retryPending(changes: TextChange[]): void {
+    this.cursorLeaf = null;
+    this.typedLv = -1;
+    this.out = changes;
+    this.chPos = -1;
+    this.retry();
+    this.flushInsert();
+    this.out = [];
+  }
+
+  private retry(): void {
     for (let progress = true; progress && this.pending.length > 0; ) {
       progress = false;
       const rest: RemoteOp[] = [];
       for (const op of this.pending) {
-        if (this.applyOp(op, changes)) progress = true;
+        if (this.applyOp(op)) progress = true;
         else rest.push(op);
       }
       this.pending = rest;
     }
+  }
+
+  // ---- reporting changes ----
+  // Remote inserts that land inside or beside the previous one are reported as one patch. Its
+  // text is not built as they arrive (slicing a growing string per run is quadratic): while it
+  // grows, the patch is only a place in the current text, chPos..chPos+chLen, read from the
+  // document when the patch is done, that is, before anything else changes the text.
+
+  /** The patches being reported. */
+  private out: TextChange[] = [];
+  /** The growing insert patch, or -1. */
+  private chPos = -1;
+  private chLen = 0;
+
+  /** Reports `n` visible characters about to be inserted at `pos` (before they are). */
+  private noteInsert(pos: number, n: number): void {
+    if (this.chPos >= 0) {
+      if (pos >= this.chPos && pos <= this.chPos + this.chLen) {
+        this.chLen += n;
+        return;
+      }
+      this.flushInsert();
+    } else {
+      // A patch reported before this batch (a loaded snapshot's text) grows the same way.
+      const p = this.out[this.out.length - 1];
+      if (p !== undefined && p.deleted === 0 && pos >= p.pos && pos <= p.pos + p.inserted.length) {
+        this.out.pop();
+        this.chPos = p.pos;
+        this.chLen = p.inserted.length + n;
+        return;
+      }
+    }
+    this.chPos = pos;
+    this.chLen = n;
+  }
+
+  /** Ends the growing insert patch, reading its text from the document. */
+  private flushInsert(): void {
+    if (this.chPos < 0) return;
+    this.out.push({ pos: this.chPos, deleted: 0, inserted: this.textAt(this.chPos, this.chLen) });
+    this.chPos = -1;
+  }
+
+  /** The visible text from `pos`, `len` code units (len > 0, pos + len <= length). */
+  private textAt(pos: number, len: number): string {
+    const out = new Uint16Array(len);
+    const c = this.content;
+    this.tree.findLeaf(pos);
+    let skip = pos - this.tree.foundStart;
+    let o = 0;
+    for (let leaf: Leaf | null = this.tree.foundLeaf; leaf !== null && o < len; leaf = leaf.next) {
+      for (const f of leaf.frags) {
+        if (f.deleted) continue;
+        let from = f.lv;
+        let n = f.len;
+        if (skip > 0) {
+          if (skip >= n) {
+            skip -= n;
+            continue;
+          }
+          from += skip;
+          n -= skip;
+          skip = 0;
+        }
+        if (n > len - o) n = len - o;
+        if (n === 1) out[o] = c[from] as number;
+        else out.set(c.subarray(from, from + n), o);
+        o += n;
+        if (o === len) break;
+      }
+    }
+    return unitsToString(out, 0, len);
   }
 
   /** Whether (name, seq) is held; -1 when not. */
@@ -441,7 +527,7 @@ export class TextState {
   }
 
   /** Applies one op; false when its dependencies are missing (nothing changed then). */
-  private applyOp(op: RemoteOp, changes: TextChange[]): boolean {
+  private applyOp(op: RemoteOp): boolean {
     const a = this.agentIndex(op.agent);
     const have = this.seqCount[a] as number;
     if (op.seq + op.len <= have) return true;
@@ -455,7 +541,7 @@ export class TextState {
       const lo = op.dir > 0 ? tSeq : tSeq - n + 1;
       if (lo + n - 1 >= (this.seqCount[ta] as number)) return false;
       if (!this.allInserted(ta, lo, n)) return true; // hostile: dropped, see allInserted
-      this.remoteDelete(a, have, n, ta, tSeq, op.dir, changes);
+      this.remoteDelete(a, have, n, ta, tSeq, op.dir);
       return true;
     }
     let oL = -1;
@@ -492,19 +578,11 @@ export class TextState {
       segs = out;
       text = text.slice(dropVisible);
     } else if (skip > 0) text = text.slice(skip);
-    this.remoteInsert(a, have, n, oL, oR, segs, text, changes);
+    this.remoteInsert(a, have, n, oL, oR, segs, text);
     return true;
   }
 
-  private remoteDelete(
-    a: number,
-    seq: number,
-    n: number,
-    ta: number,
-    tSeq: number,
-    dir: 1 | -1,
-    changes: TextChange[],
-  ): void {
+  private remoteDelete(a: number, seq: number, n: number, ta: number, tSeq: number, dir: 1 | -1): void {
     const lv = this.nextLv;
     this.assignLv(a, seq, n);
     for (let k = 0; k < n; ) {
@@ -512,14 +590,14 @@ export class TextState {
       const tLv = this.idToLv(ta, ts);
       const m = dir > 0 ? Math.min(n - k, this.idRunEnd - ts) : Math.min(n - k, ts - this.idRunStart + 1);
       this.pushDelete(lv + k, m, tLv, dir);
-      if (dir > 0) this.markDeleted(tLv, tLv + m, changes);
-      else this.markDeleted(tLv - m + 1, tLv + 1, changes);
+      if (dir > 0) this.markDeleted(tLv, tLv + m);
+      else this.markDeleted(tLv - m + 1, tLv + 1);
       k += m;
     }
   }
 
   /** Marks LVs lo..hi-1 (inserted characters) deleted. */
-  private markDeleted(lo: number, hi: number, changes: TextChange[]): void {
+  private markDeleted(lo: number, hi: number): void {
     const tree = this.tree;
     let f = this.fragAt(lo);
     let x = lo;
@@ -535,9 +613,10 @@ export class TextState {
       const end = f.lv + f.len;
       const nx = f.next;
       const pos = tree.visIndex(f);
+      this.flushInsert();
       f.deleted = true;
       tree.addVis(f.leaf, -f.len);
-      pushChange(changes, pos, f.len, '');
+      pushChange(this.out, pos, f.len, '');
       last = this.mergeBack(f);
       x = end;
       if (x < hi) f = nx ?? this.fragAt(x);
@@ -553,7 +632,6 @@ export class TextState {
     oR: number,
     segs: readonly number[] | null,
     text: string,
-    changes: TextChange[],
   ): void {
     const lv = this.nextLv;
     this.ensureContent(lv + n);
@@ -562,6 +640,7 @@ export class TextState {
     const dest = this.integrate(oL, oR, this.agents[a] as string, seq);
     const destOff = this.destOff;
     const before = dest !== null && destOff > 0 ? tree.splitFrag(dest, destOff) : dest;
+    if (text.length > 0) this.noteInsert(before === null ? tree.vis : tree.visIndex(before), text.length);
     this.assignLv(a, seq, n);
     // Its fragments: one per stretch of visible or deleted characters.
     const c = this.content;
@@ -591,7 +670,6 @@ export class TextState {
         x += l;
       }
     }
-    if (text.length > 0) pushChange(changes, tree.visIndex(first), 0, text);
     // The op log: continue the last insert run when this one carries on from it.
     const last = this.insLv.n - 1;
     if (
@@ -808,25 +886,18 @@ export class TextState {
   }
 }
 
-/** Appends a patch, merging it into the previous one when they touch. */
-export function pushChange(changes: TextChange[], pos: number, deleted: number, inserted: string): void {
+/** Appends a deletion patch, merging it into the previous one when that is a deletion it touches. */
+function pushChange(changes: TextChange[], pos: number, deleted: number, inserted: ''): void {
   const p = changes[changes.length - 1];
-  if (p !== undefined) {
-    if (deleted === 0 && p.deleted === 0 && pos >= p.pos && pos <= p.pos + p.inserted.length) {
-      const k = pos - p.pos;
-      p.inserted = p.inserted.slice(0, k) + inserted + p.inserted.slice(k);
+  if (p !== undefined && p.inserted === inserted) {
+    if (pos === p.pos) {
+      p.deleted += deleted;
       return;
     }
-    if (inserted === '' && p.inserted === '') {
-      if (pos === p.pos) {
-        p.deleted += deleted;
-        return;
-      }
-      if (pos + deleted === p.pos) {
-        p.pos = pos;
-        p.deleted += deleted;
-        return;
-      }
+    if (pos + deleted === p.pos) {
+      p.pos = pos;
+      p.deleted += deleted;
+      return;
     }
   }
   changes.push({ pos, deleted, inserted });
