@@ -124,6 +124,17 @@ export class CollectionConfigs {
     return policy === Policy.merge && name !== undefined && this.merges.has(name);
   }
 
+  /** The collections whose settings (replicated or local) name merge function `name`. */
+  collectionsNaming(name: string): string[] {
+    const out = new Set<string>();
+    for (const [collection, config] of [...this.replicated, ...this.local]) {
+      if (config.merge === name || Object.values(config.fields ?? {}).some((f) => f.merge === name)) {
+        out.add(collection);
+      }
+    }
+    return [...out].sort();
+  }
+
   /** Names of merge functions that settings use but this replica has not registered. */
   missingMerges(): string[] {
     const missing = new Set<string>();
@@ -166,8 +177,9 @@ export class CollectionConfigs {
   }
 }
 
+/** What decides which documents show conflicts: policies and the merge functions named. */
 function policyShape(c: CollectionConfig): unknown {
-  return [c.policy, Object.entries(c.fields ?? {}).map(([p, f]) => [p, f.policy])];
+  return [c.policy, c.merge, Object.entries(c.fields ?? {}).map(([p, f]) => [p, f.policy, f.merge])];
 }
 
 /** `_config` documents are records resolved by last-writer-wins. */

@@ -23,6 +23,7 @@ import {
   checkReplicaId,
   compareDots,
   compareHlc,
+  compareLww,
   contextToken,
   decodeRecord,
   encodeRecord,
@@ -54,6 +55,7 @@ import {
   diffToOps,
   distinctLosers,
   materialize,
+  nodeAt,
   preparePatch,
   toJson,
 } from '../crdt/index.js';
@@ -323,9 +325,13 @@ export class Replica {
     return config;
   }
 
-  /** Registers a merge function under the name collection settings use for it. */
+  /**
+   * Registers a merge function under the name collection settings use for it. Documents of
+   * collections naming it are recounted (their conflicts now merge) in the background.
+   */
   registerMerge(name: string, fn: MergeFunction): void {
     this.configs.register(name, fn);
+    for (const collection of this.configs.collectionsNaming(name)) this.afterCommit(() => this.reconcile(collection));
   }
 
   /** Merge function names that settings use but this replica has not registered. */
@@ -540,7 +546,11 @@ export class Replica {
       throw new DbError(ErrorCode.badVersion, 'version token names writes this replica never made');
     }
     const unseen = state.siblings.filter((s) => !vvCovers(basis.context, s.dot));
-    if (unseen.length > 0) {
+    // A map, counter or set remove leaves no entry, only its dot: the version must have seen
+    // every dot the document's context holds, or a stale version would undo the remove.
+    const removedSince =
+      p.config.kind !== Kind.record && [...state.context].some(([r, n]) => n > (basis.context.get(r) ?? 0));
+    if (unseen.length > 0 || removedSince) {
       throw new ConflictError(
         `${p.collection}/${p.id} changed since the version given: read it again and retry with its new version`,
         { collection: p.collection, id: p.id },
@@ -607,12 +617,15 @@ export class Replica {
 
   private view(collection: string, id: string, state: RecordState): DocView | null {
     if (!state.siblings.every(isRootRegister)) return this.documentView(collection, id, state);
-    const win = winner(state);
+    // Under lww the latest write shows, even before the siblings that lost are dropped.
+    const lww = this.configs.get(collection).policy === Policy.lww;
+    const win = lww ? latestWrite(state.siblings) : winner(state);
     if (win === undefined || win.value === null) return null;
     let value = decodeText(win.value);
-    const others = distinctLosers(state.siblings, win);
+    const others = lww ? [] : distinctLosers(state.siblings, win);
     let conflicts = others.map((s) => this.conflictView(collection, id, s));
-    const merge = others.length > 0 ? this.configs.mergeAt(collection, id, '') : undefined;
+    // Every live sibling is an input, equal values included (a merge may add them up).
+    const merge = !lww && state.siblings.length > 1 ? this.configs.mergeAt(collection, id, '') : undefined;
     const merged =
       merge === undefined
         ? undefined
@@ -1164,6 +1177,9 @@ export class Replica {
     for (const c of view.conflicts) {
       const merge = this.configs.mergeAt(collection, id, c.path);
       if (merge === undefined || c.path === '') continue;
+      // A value that met an object written concurrently is not the merge's to settle: setting
+      // the path would delete the fields written below it.
+      if (nodeAt(view.root, c.path)?.type === 'object') continue;
       const registers = state.siblings.filter((s) => s.type === undefined && (s.path ?? '') === c.path);
       if (resolverOf(registers) !== this.id) continue;
       const live = registers.filter((s) => s.value !== null).map((s) => decodeText(s.value as Uint8Array));
@@ -1187,6 +1203,7 @@ export class Replica {
     for (;;) {
       if (this.closed) return;
       const rows = await this.storage.read((tx) => tx.listDocs(collection, after, 200));
+      const merged: string[] = [];
       await this.commit(async (tx, next) => {
         const policy = this.policyOf(collection);
         let seq = 0;
@@ -1198,8 +1215,20 @@ export class Replica {
           const reduced = old.state.siblings.length < 2 ? old.state : joinRecords(EMPTY_RECORD, old.state, policy);
           const bytes = reduced === old.state ? old.bytes : encodeRecord(reduced);
           if (!bytesEqual(bytes, old.bytes)) {
+            // The reduction is written as a new write of the latest value, with a fresh dot:
+            // a replica that still holds the losers (and every dot here) would otherwise never
+            // be sent the reduced state, and stay different if the setting changes back.
+            const latest = reduced.siblings[0] as Sibling;
+            const dot: Dot = { replica: next.id, counter: ++next.counter };
+            next.hlc = tick(next.hlc, this.env.clock.nowMs());
+            next.context.add(dot);
+            const written = writeRecord(
+              old.state,
+              { dot, hlc: next.hlc, value: latest.value, basis: { kind: 'context', context: old.state.context } },
+              policy,
+            );
             if (seq === 0) seq = ++next.seq;
-            this.record(tx, next, row, row, old, reduced, seq, 0, bytes);
+            this.record(tx, next, row, row, old, written, seq, 0);
             continue;
           }
           const was = (old.flags & FLAG_CONFLICT) !== 0;
@@ -1208,8 +1237,12 @@ export class Replica {
           const { row: state } = wrapEncoded(now ? old.flags | FLAG_CONFLICT : old.flags & ~FLAG_CONFLICT, old.bytes);
           tx.putDoc({ collection: row.collection, id: row.id, seq: row.seq, state });
           next.conflicts += now ? 1 : -1;
+          if (!now) merged.push(row.id);
         }
       });
+      // Conflicts a merge function now settles are written back, as when they arrive.
+      if (this.usesMerge(collection))
+        for (const id of merged) this.afterCommit(() => this.resolveByMerge(collection, id));
       if (rows.length < 200) return;
       after = rows[rows.length - 1]?.id;
     }
@@ -1239,6 +1272,13 @@ class LazyWriteResult implements WriteResult {
 
 function writeResult(collection: string, id: string, context: RecordState['context'], hlc: Hlc): WriteResult {
   return new LazyWriteResult(collection, id, context, hlc);
+}
+
+/** The sibling last-writer-wins order puts last. */
+function latestWrite(siblings: readonly Sibling[]): Sibling | undefined {
+  let best: Sibling | undefined;
+  for (const s of siblings) if (best === undefined || compareLww(s, best) > 0) best = s;
+  return best;
 }
 
 /**
