@@ -428,7 +428,7 @@ describe('map edge cases', () => {
 });
 
 describe('versions read at another leader', () => {
-  it('a map PUT with a version read elsewhere replaces what that version saw, as for records', async () => {
+  it('a map PUT with a version read elsewhere supersedes what this leader holds; what it has not received meets it as a conflict', async () => {
     const [x, y] = [await open('x'), await open('y')];
     await x.collection('profiles').configure({ kind: 'map', policy: 'keep' });
     await syncAll([x, y]);
@@ -436,9 +436,12 @@ describe('versions read at another leader', () => {
     const read = await x.collection('profiles').get('d');
     await y.collection('profiles').put('d', { title: 'b' }, { version: read?.version as string });
     await syncAll([x, y]);
+    // Regression (simulator seed 972729086): taking the version's context in made replicas
+    // that held every dot of the new state skip it, and diverge.
     const doc = await x.collection('profiles').get('d');
     expect(doc?.value).toEqual({ title: 'b' });
-    expect(doc?.conflicts).toEqual([]);
+    expect(doc?.conflicts.map((c) => [c.path, c.value])).toEqual([['/title', 'a']]);
+    expect(digests([x, y]).size).toBe(1);
   });
 
   it('a map PATCH with a version read elsewhere keeps the fields it does not name', async () => {
