@@ -829,19 +829,31 @@ export class Replica {
       // writes (see ADR 1). A peer that holds nothing (a fresh replica) needs every row.
       const peerEmpty = peerContext.replicas().length === 0;
       const peerHas = (replica: string, counter: number): boolean => peerContext.has({ replica, counter });
+      // An atomic change ships whole or not at all: when the peer lacks any of its documents,
+      // it gets all of them, so that it records the change as one group with its own versions
+      // of the documents it held (which may have superseded the change's, with a version read
+      // elsewhere). Skipping those would leave the peer's group without them, and a replica
+      // downstream of the peer could see the change half applied (simulator seed 1875484184).
       let current: DocChange[] = [];
+      let lacking = false;
       let currentSeq = -1;
+      const flush = (): void => {
+        // Copies: a state must not pin the storage page it was read from.
+        if (current.length > 0 && lacking)
+          changes.push({ docs: current.map((d) => ({ ...d, state: d.state.slice() })) });
+        current = [];
+        lacking = false;
+      };
       for (const row of rows) {
         if (!linked && row.seq !== currentSeq) {
-          if (current.length > 0) changes.push({ docs: current });
-          current = [];
+          flush();
           currentSeq = row.seq;
         }
         const stored = row.state.subarray(1);
-        if (!peerEmpty && everyDotIn(stored, peerHas)) continue;
-        current.push({ collection: row.collection, id: row.id, state: stored.slice() });
+        if (peerEmpty || !everyDotIn(stored, peerHas)) lacking = true;
+        current.push({ collection: row.collection, id: row.id, state: stored });
       }
-      if (current.length > 0) changes.push({ docs: current });
+      flush();
       return {
         fromSeq: afterSeq,
         toSeq: through,
