@@ -181,7 +181,12 @@ export function applyPatch(
   // A whole-document object (written while the collection held records) becomes fields
   // first, so writing one field keeps the others.
   const root = view.root;
-  if (root?.type === 'register' && isPlainObject(root.value) && ops.some((op) => op.path !== ROOT)) {
+  if (
+    root?.type === 'register' &&
+    isPlainObject(root.value) &&
+    Object.keys(root.value).length > 0 &&
+    ops.some((op) => op.path !== ROOT)
+  ) {
     w.entries = w.entries.filter((s) => !(s.type === undefined && (s.path ?? ROOT) === ROOT));
     setValue(w, ROOT, root.value);
     current = materialize({ siblings: w.entries, context: w.context });
