@@ -6,6 +6,8 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DbError, openReplica } from '../index.js';
+import { dbErrorOfPromise } from '../../test/support/errors.js';
+import { sync, syncAll } from '../../test/support/sdk-sync.js';
 import type { Database, JsonValue, MergeFunction, OpenOptions } from '../index.js';
 
 const opened: Database[] = [];
@@ -23,27 +25,8 @@ async function open(id: string, extra: Partial<OpenOptions> = {}): Promise<Datab
   return db;
 }
 
-async function sync(from: Database, to: Database): Promise<number> {
-  return (await to.applyChanges(await from.changesSince(to.vector()))).recorded;
-}
-
-async function syncAll(dbs: Database[]): Promise<void> {
-  for (let round = 0; round < 20; round++) {
-    let changed = 0;
-    for (const a of dbs) for (const b of dbs) if (a !== b) changed += await sync(a, b);
-    for (const d of dbs) await d.settled();
-    if (changed === 0) return;
-  }
-  throw new Error('replicas did not quiesce in 20 rounds');
-}
-
 async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
-  const err = await p.then(
-    () => new Error('expected a rejection'),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DbError);
-  expect((err as DbError).code).toBe(code);
+  expect((await dbErrorOfPromise(p)).code).toBe(code);
 }
 
 async function allConflicts(db: Database): Promise<string[]> {

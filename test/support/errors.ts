@@ -11,3 +11,13 @@ export function dbErrorOf(fn: () => unknown): DbError {
   }
   throw new Error('expected a DbError, nothing was thrown');
 }
+
+/** Awaits `p` and returns the DbError it rejects with; fails on anything else, or on a result. */
+export async function dbErrorOfPromise(p: Promise<unknown>): Promise<DbError> {
+  const outcome = await p.then(
+    () => new Error('expected a DbError, the promise resolved'),
+    (e: unknown) => e,
+  );
+  if (outcome instanceof DbError) return outcome;
+  throw outcome;
+}
