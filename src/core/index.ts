@@ -9,3 +9,4 @@ export * from './names.js';
 export * from './json-value.js';
 export * from './hash.js';
 export * from './json-check.js';
+export * from './text-entries.js';

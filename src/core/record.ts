@@ -29,14 +29,15 @@ import { compareDots } from './dot.js';
 import type { Hlc } from './hlc.js';
 import { compareHlc } from './hlc.js';
 import type { VersionVector } from './version-vector.js';
-import { decodeVv, encodeVv, vvCovers, vvMerge, vvWith } from './version-vector.js';
+import { decodeVv, encodeVv, vvCovers, vvDominates, vvMerge, vvWith } from './version-vector.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
+import { isTextState, joinTextEntries, maximalTextEntries, textEntryInfo } from './text-entries.js';
 
 export const Policy = { keep: 'keep', lww: 'lww', merge: 'merge' } as const;
 export type Policy = (typeof Policy)[keyof typeof Policy];
 
 /** What an entry other than a register value holds. */
-export type EntryType = 'count' | 'element';
+export type EntryType = 'count' | 'element' | 'text' | 'text-snapshot';
 
 export interface Sibling {
   readonly dot: Dot;
@@ -79,17 +80,22 @@ export const KIND_RECORD = 1;
 /**
  * An entry's first byte: 0 a root tombstone, 1 a root value (a record's siblings, the common
  * case, kept at one byte), then entries that carry a path: 2 a register value, 3 a counter
- * total, 4 a set element. Root entries other than register values use flags 3 and 4 with ''.
+ * total, 4 a set element, 5 a text change, 6 a text snapshot (text-entries.ts). Root entries
+ * other than register values use flags 3 to 6 with ''.
  */
 const ENTRY_TOMBSTONE = 0;
 const ENTRY_VALUE = 1;
 const ENTRY_PATH_VALUE = 2;
 const ENTRY_COUNT = 3;
 const ENTRY_ELEMENT = 4;
+const ENTRY_TEXT = 5;
+const ENTRY_TEXT_SNAPSHOT = 6;
 
 function entryFlag(s: Sibling): number {
   if (s.type === 'count') return ENTRY_COUNT;
   if (s.type === 'element') return ENTRY_ELEMENT;
+  if (s.type === 'text') return ENTRY_TEXT;
+  if (s.type === 'text-snapshot') return ENTRY_TEXT_SNAPSHOT;
   if (s.path !== undefined && s.path !== '') return ENTRY_PATH_VALUE;
   return s.value === null ? ENTRY_TOMBSTONE : ENTRY_VALUE;
 }
@@ -151,6 +157,9 @@ function applyPolicy(siblings: Sibling[], policy: Policy | PolicyAt): Sibling[] 
 }
 
 export function joinRecords(a: RecordState, b: RecordState, policy: Policy | PolicyAt = Policy.keep): RecordState {
+  if (isTextState(a) || isTextState(b)) {
+    return { siblings: joinTextEntries(a.siblings, b.siblings), context: vvMerge(a.context, b.context) };
+  }
   const out: Sibling[] = [];
   for (const s of a.siblings) {
     if (hasDot(b.siblings, s.dot) || !vvCovers(b.context, s.dot)) out.push(s);
@@ -258,7 +267,7 @@ export function decodeRecordFrom(dec: Decoder, options: { checkJson?: boolean } 
     const ms = dec.uint();
     const c = dec.uint();
     const flag = dec.byte();
-    if (flag > ENTRY_ELEMENT) throw new DbError(ErrorCode.corrupt, 'bad sibling flag');
+    if (flag > ENTRY_TEXT_SNAPSHOT) throw new DbError(ErrorCode.corrupt, 'bad sibling flag');
     const path = flag >= ENTRY_PATH_VALUE ? dec.string() : undefined;
     const value = flag === ENTRY_TOMBSTONE ? null : dec.bytes().slice();
     if (counter < 1) throw new DbError(ErrorCode.corrupt, 'sibling counter below 1');
@@ -275,7 +284,24 @@ export function decodeRecordFrom(dec: Decoder, options: { checkJson?: boolean } 
   for (const s of siblings) {
     if (!vvCovers(context, s.dot)) throw new DbError(ErrorCode.corrupt, 'sibling not covered by its context');
   }
+  if (isTextState({ siblings })) checkTextState(siblings, context);
   return { siblings, context };
+}
+
+/** A text state holds only text changes, none subsumed by another, within its context. */
+function checkTextState(siblings: readonly Sibling[], context: VersionVector): void {
+  for (const s of siblings) {
+    if (s.type !== 'text' && s.type !== 'text-snapshot') {
+      throw new DbError(ErrorCode.corrupt, 'a text document holds an entry of another kind');
+    }
+    const info = textEntryInfo(s);
+    if (info.kind === 'snapshot' && !vvDominates(context, info.cover)) {
+      throw new DbError(ErrorCode.corrupt, 'text snapshot covers more than its document context');
+    }
+  }
+  if (maximalTextEntries(siblings).length !== siblings.length) {
+    throw new DbError(ErrorCode.corrupt, 'text document holds a change another one subsumes');
+  }
 }
 
 const COUNT_TEXT = /^\[(0|[1-9][0-9]{0,15}),(0|[1-9][0-9]{0,15})\]$/;
@@ -289,6 +315,12 @@ function checkEntry(
   options: { checkJson?: boolean },
 ): Sibling {
   if (path !== '' && !isJsonPointer(path)) throw new DbError(ErrorCode.corrupt, 'entry path is not a JSON pointer');
+  if (flag === ENTRY_TEXT || flag === ENTRY_TEXT_SNAPSHOT) {
+    if (path !== '') throw new DbError(ErrorCode.corrupt, 'a text change sits at the root');
+    const entry: Sibling = { ...s, type: flag === ENTRY_TEXT ? 'text' : 'text-snapshot' };
+    textEntryInfo(entry);
+    return entry;
+  }
   if (flag === ENTRY_PATH_VALUE) {
     if (path === '') throw new DbError(ErrorCode.corrupt, 'a root value entry must use the short form');
     if (options.checkJson === true) checkJsonText(value);
@@ -344,4 +376,16 @@ export function everyDotIn(bytes: Uint8Array, holds: (replica: string, counter: 
     if (!holds(replica, dec.uint())) return false;
   }
   return true;
+}
+
+/** Whether an encoded state is a text document's, read from its first entry's flag alone. */
+export function isTextBytes(bytes: Uint8Array): boolean {
+  const dec = new Decoder(bytes);
+  if (dec.byte() !== KIND_RECORD || dec.uint() === 0) return false;
+  dec.string();
+  dec.uint();
+  dec.uint();
+  dec.uint();
+  const flag = dec.byte();
+  return flag === ENTRY_TEXT || flag === ENTRY_TEXT_SNAPSHOT;
 }

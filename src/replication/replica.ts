@@ -39,6 +39,9 @@ import {
   hash128Into,
   isDeletedState,
   isRootRegister,
+  isTextBytes,
+  isTextEntry,
+  isTextState,
   tick,
   toHex,
   vvCovers,
@@ -66,6 +69,8 @@ import { ConflictError, DbError, ErrorCode } from '../shared/errors.js';
 import { META_KEY, ReplicaMeta } from './replica-meta.js';
 import { FLAG_CONFLICT, FLAG_IN_GROUP, unwrapStored, wrapEncoded, wrapStored } from './stored-doc.js';
 import { CONFIG_COLLECTION, CollectionConfigs } from './collection-config.js';
+import { TextDocuments, checkTextPayload, textOf, textPartFor } from './text-docs.js';
+import type { TextHandle } from './text-docs.js';
 import type { CollectionOptions, MergeFunction } from './collection-config.js';
 
 export type { CollectionOptions, MergeFunction };
@@ -210,6 +215,7 @@ export class Replica {
   private mergeWrites = 0;
   /** Settings documents changed by the commit in progress, applied when it succeeds. */
   private configChanges: { collection: string; state: RecordState }[] = [];
+  private readonly texts: TextDocuments;
 
   private constructor(
     private readonly storage: Storage,
@@ -221,6 +227,12 @@ export class Replica {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.maxSkewMs = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
     this.configs = new CollectionConfigs(options.collections ?? {}, options.mergeFunctions ?? {}, env.logger);
+    this.texts = new TextDocuments({
+      id: meta.id,
+      env,
+      readState: (key) => this.getState(key.collection, key.id),
+      writeText: (key, build) => this.writeText(key, build),
+    });
   }
 
   static async open(options: ReplicaOptions): Promise<Replica> {
@@ -278,7 +290,7 @@ export class Replica {
    * distinct value otherwise.
    */
   private conflictCount(collection: string, id: string, state: RecordState): number {
-    if (state.siblings.length <= 1 || collection === CONFIG_COLLECTION) return 0;
+    if (state.siblings.length <= 1 || collection === CONFIG_COLLECTION || isTextState(state)) return 0;
     if (state.siblings.every(isRootRegister)) {
       const win = winner(state);
       if (win === undefined || this.configs.get(collection).policy === Policy.lww) return 0;
@@ -411,6 +423,12 @@ export class Replica {
         const row = rows[i];
         const old = row === undefined ? undefined : unwrapStored(row.state);
         const state = old?.state ?? EMPTY_RECORD;
+        if (isTextState(state)) {
+          throw new DbError(
+            ErrorCode.conflict,
+            `${p.collection}/${p.id} is a text document: edit it with replica.text(), not ${p.change === undefined && p.value !== null ? 'put' : 'this write'}`,
+          );
+        }
         const basis = this.checkBasis(p, state, next);
         const now = this.env.clock.nowMs();
         // Stamp the write after everything its version saw, even what this leader has not received.
@@ -613,6 +631,7 @@ export class Replica {
   }
 
   private view(collection: string, id: string, state: RecordState): DocView | null {
+    if (isTextState(state)) return this.textView(collection, id, state);
     if (!state.siblings.every(isRootRegister)) return this.documentView(collection, id, state);
     // Under lww the latest write shows, even before the siblings that lost are dropped.
     const lww = this.configs.get(collection).policy === Policy.lww;
@@ -664,6 +683,70 @@ export class Replica {
       time: hlcToIso(latest?.hlc ?? { ms: 0, c: 0 }),
       conflicts,
     };
+  }
+
+  /** A text document shows its text as a string; it never has conflicts. */
+  private textView(collection: string, id: string, state: RecordState): DocView {
+    let latest = state.siblings[0] as Sibling;
+    for (const s of state.siblings) if (compareHlc(s.hlc, latest.hlc) > 0) latest = s;
+    return {
+      id,
+      value: textOf(state, this.id),
+      version: contextToken(collection, id, state.context, latestHlc(state)),
+      origin: latest.dot.replica,
+      time: hlcToIso(latest.hlc),
+      conflicts: [],
+    };
+  }
+
+  /**
+   * A handle on the text document `collection/id` (created by its first edit). Edits apply at
+   * once and are committed one change per event-loop turn; other replicas' edits arrive through
+   * the feed like every change.
+   */
+  text(collection: string, id: string): TextHandle {
+    this.checkOpen();
+    checkCollection(collection);
+    checkDocId(id);
+    return this.texts.handle({ collection, id });
+  }
+
+  /** Commits every text edit made so far (changes read after this include them). */
+  flushTexts(): Promise<void> {
+    return this.texts.flushAll();
+  }
+
+  /** One local change of a text document, built by `build` from the stored state. */
+  private async writeText(
+    key: DocKey,
+    build: (old: RecordState | undefined, dot: Dot, hlc: Hlc) => Sibling,
+  ): Promise<void> {
+    this.checkOpen();
+    let written: RecordState | undefined;
+    await this.commit(async (tx, next, events) => {
+      const row = (await tx.getDocs([key]))[0];
+      const old = row === undefined ? undefined : unwrapStored(row.state);
+      if (old !== undefined && !isTextState(old.state) && !isDeletedState(old.state)) {
+        throw new DbError(ErrorCode.conflict, `${key.collection}/${key.id} holds a JSON document, not text`);
+      }
+      const dot: Dot = { replica: next.id, counter: ++next.counter };
+      next.hlc = tick(next.hlc, this.env.clock.nowMs());
+      next.context.add(dot);
+      const entry = build(old?.state, dot, next.hlc);
+      if ((entry.value?.length ?? 0) > this.limits.docBytesMax) {
+        throw new DbError(
+          ErrorCode.tooLarge,
+          `${key.collection}/${key.id}: a change of ${entry.value?.length ?? 0} bytes exceeds the document limit of ${this.limits.docBytesMax}`,
+        );
+      }
+      const base = old?.state ?? EMPTY_RECORD;
+      const state = joinRecords(base, { siblings: [entry], context: vvWith(base.context, dot) });
+      const seq = ++next.seq;
+      this.record(tx, next, key, row, old, state, seq, 0);
+      events.push({ collection: key.collection, id: key.id, seq, origin: 'local', conflict: false });
+      written = state;
+    });
+    if (written !== undefined) this.texts.stored(key, written);
   }
 
   private conflictView(collection: string, id: string, s: Sibling): ConflictView {
@@ -849,8 +932,15 @@ export class Replica {
           flush();
           currentSeq = row.seq;
         }
-        const stored = row.state.subarray(1);
-        if (peerEmpty || !everyDotIn(stored, peerHas)) lacking = true;
+        let stored = row.state.subarray(1);
+        if (peerEmpty || !everyDotIn(stored, peerHas)) {
+          lacking = true;
+          // A text document ships only the changes the peer lacks (ADR 4).
+          if (!peerEmpty && isTextBytes(stored)) {
+            const part = textPartFor(decodeRecord(stored), (d) => peerContext.has(d));
+            if (part !== undefined) stored = encodeRecord(part);
+          }
+        }
         current.push({ collection: row.collection, id: row.id, state: stored });
       }
       flush();
@@ -902,8 +992,10 @@ export class Replica {
           hlc = observe(hlc, s.hlc, now, this.maxSkewMs);
         }
     const learned = new CausalContext();
+    const texts: { key: DocKey; state: RecordState }[] = [];
     const recorded = await this.commit(async (tx, next, events) => {
       let count = 0;
+      texts.length = 0;
       next.hlc = observe(next.hlc, hlc, now, this.maxSkewMs);
       for (const change of incoming) {
         const rows = await tx.getDocs(change);
@@ -968,6 +1060,7 @@ export class Replica {
         for (const [i, u] of updates.entries()) {
           const conflict = this.record(tx, next, u.doc, u.row, u.old, u.state, seq, flags, u.bytes);
           if (i >= moved) continue;
+          if (isTextState(u.state)) texts.push({ key: u.doc, state: u.state });
           events.push({ collection: u.doc.collection, id: u.doc.id, seq, origin: 'remote', conflict });
           count++;
         }
@@ -985,6 +1078,7 @@ export class Replica {
       return count;
     });
     if (senderContext !== undefined && options.basis === undefined) learned.join(senderContext);
+    for (const t of texts) this.texts.stored(t.key, t.state);
     return { recorded, learned };
   }
 
@@ -1018,6 +1112,19 @@ export class Replica {
       for (const s of state.siblings) {
         if (s.value !== null && s.value.length > this.limits.docBytesMax) {
           throw new DbError(ErrorCode.protocol, `${collection}/${id} is larger than this replica's document limit`);
+        }
+        if (isTextEntry(s)) {
+          try {
+            checkTextPayload(s);
+          } catch (cause) {
+            throw new DbError(
+              ErrorCode.protocol,
+              `invalid text change for ${collection}/${id}: ${(cause as Error).message}`,
+              {
+                cause,
+              },
+            );
+          }
         }
       }
       return { collection, id, bytes: d.state, state };
@@ -1075,6 +1182,8 @@ export class Replica {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // Text edits made so far are committed, not lost with the process's memory.
+    await this.texts.flushAll().catch(() => undefined);
     this.closed = true;
     this.listeners.clear();
     this.conflictListeners.clear();
@@ -1169,7 +1278,7 @@ export class Replica {
 
   private async resolveByMerge(collection: string, id: string): Promise<void> {
     const state = await this.getState(collection, id);
-    if (state === undefined) return;
+    if (state === undefined || isTextState(state)) return;
     const version = contextToken(collection, id, state.context, latestHlc(state));
     if (state.siblings.every(isRootRegister)) {
       const merge = this.configs.mergeAt(collection, id, '');
