@@ -2,7 +2,9 @@
  * polyarch: the Node entry of the SDK. Everything of polyarch/client, plus SQLite storage
  * for file paths (`storage: './data/eu.db'`).
  */
+import { WebSocket } from 'ws';
 import { openMemoryStorage } from './storage/memory/index.js';
+import { setDefaultWebSocket } from './client/sync.js';
 import { openDatabase } from './client/database.js';
 import type { Database, OpenOptions } from './client/database.js';
 
@@ -12,6 +14,9 @@ export { DbError, ConflictError, ErrorCode, isDbError } from './shared/errors.js
 export { memoryConnectionPair } from './transport/memory/index.js';
 export type { Storage } from './storage/index.js';
 export type { Connection } from './transport/index.js';
+
+// Node 20 has no global WebSocket: db.sync uses ws's class unless given another.
+setDefaultWebSocket(WebSocket);
 
 /**
  * Opens an embedded leader. `storage` is `'memory'`, a SQLite file path, or a Storage.

@@ -23,9 +23,17 @@ import type {
   WriteResult,
 } from '../replication/replica.js';
 import { SessionDriver } from '../replication/session-driver.js';
+import type { TextHandle } from '../replication/text-docs.js';
+export type { TextChange, TextEvent, TextHandle } from '../replication/text-docs.js';
 import type { SessionOptions } from '../replication/session-driver.js';
+import { PresenceHub, publisherId } from '../replication/presence.js';
+import type { PresenceRoom } from '../replication/presence.js';
+export type { PresencePeer, PresenceRoom } from '../replication/presence.js';
 import type { Storage } from '../storage/index.js';
 import type { Connection } from '../transport/index.js';
+import { SyncHandle } from './sync.js';
+import type { SyncOptions } from './sync.js';
+export type { SyncHandle, SyncOptions, SyncStatus, SyncStatusDetail, WebSocketConstructor } from './sync.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
 
 export type {
@@ -228,6 +236,7 @@ export class Collection {
 export class Database {
   private readonly collectionsByName = new Map<string, Collection>();
   private readonly sessions = new Set<SessionDriver>();
+  private readonly syncs = new Set<SyncHandle>();
 
   constructor(
     /** The underlying replica state machine (for tools and tests). */
@@ -277,6 +286,22 @@ export class Database {
   }
 
   /**
+   * A collaborative text document: `insert(pos, text)`, `delete(pos, len)` (UTF-16 code
+   * units, as JavaScript editors count), `toString()`, and `subscribe` to hear every change with
+   * the ranges it touched. Edits show at once and are committed as one change per event-loop
+   * turn; other replicas' edits merge without conflicts (see docs/text.md). Await `ready`
+   * before the first edit.
+   * @example
+   * const notes = db.text('notes', 'welcome');
+   * await notes.ready;
+   * notes.insert(0, 'Hello');
+   * notes.subscribe(({ origin, changes }) => console.log(origin, changes));
+   */
+  text(collection: string, id: string): TextHandle {
+    return this.replica.text(collection, id);
+  }
+
+  /**
    * Every change this replica holds that a replica with `vector` lacks, as bytes for any
    * channel (a file, a message queue, a custom transport). Without `vector`, everything.
    * @example
@@ -284,6 +309,7 @@ export class Database {
    */
   async changesSince(vector: Record<string, number> = {}): Promise<Uint8Array> {
     const basis = CausalContext.from(checkVector(vector));
+    await this.replica.flushTexts();
     const batch = await this.replica.readBatch(0, Number.MAX_SAFE_INTEGER, basis, Number.MAX_SAFE_INTEGER);
     return encodeBundle({
       basis,
@@ -313,11 +339,63 @@ export class Database {
    */
   connect(connection: Connection, options: Omit<SessionOptions, 'env'> = {}): SessionDriver {
     if (this.replica.isClosed) throw new DbError(ErrorCode.closed, `replica ${this.id} is closed`);
-    const driver = new SessionDriver(this.replica, connection, { ...options, env: this.env });
+    const driver = new SessionDriver(this.replica, connection, {
+      presence: this.presenceHub,
+      ...options,
+      env: this.env,
+    });
     this.sessions.add(driver);
     driver.onClose(() => this.sessions.delete(driver));
     driver.start();
     return driver;
+  }
+
+  /**
+   * Keeps this replica in sync with a server (`polyarch serve`) over a WebSocket, both ways,
+   * live, redialling with backoff whenever the link drops; local reads and writes go on
+   * meanwhile. `url` is `http(s)://host:port` (or `ws(s)://...`); `token`, if any, travels as
+   * the `token` query parameter of the upgrade request (use https). Options: `WebSocket` (the
+   * class; Node 20 needs ws's, which the `polyarch` entry supplies), `heartbeatMs`,
+   * `deadAfterMs`, `minBackoffMs`, `maxBackoffMs`, `connectTimeoutMs`, `cluster`. Throws
+   * DbError `invalid_input` for a bad url or options. Closing the database closes it.
+   * @example
+   * const handle = db.sync('https://db.example.com', { token });
+   * handle.subscribe((status) => console.log('sync', status));
+   * await handle.close();
+   */
+  sync(url: string, options: SyncOptions = {}): SyncHandle {
+    if (this.replica.isClosed) throw new DbError(ErrorCode.closed, `replica ${this.id} is closed`);
+    const handle = new SyncHandle(url, options, {
+      env: this.env,
+      connect: (conn, o) => this.connect(conn, o),
+      forget: (h) => this.syncs.delete(h),
+    });
+    this.syncs.add(handle);
+    return handle;
+  }
+
+  private presenceHubValue: PresenceHub | undefined;
+
+  /** The presence hub every session of this database relays through (servers read its size). */
+  get presenceHub(): PresenceHub {
+    this.presenceHubValue ??= new PresenceHub({ env: this.env, self: publisherId(this.replica.id, this.env) });
+    return this.presenceHubValue;
+  }
+
+  /**
+   * Ephemeral presence in `room` (for the editor, `collection/id` of the document): this
+   * client's small JSON state (name, colour, cursor) and the states of every other client in
+   * the room, relayed by the leaders and never stored. A state disappears when its client
+   * leaves, disconnects, or (after a leader crash) stops refreshing for `ttlMs` (default 30 s).
+   * Returns the same room until it is closed. Throws `invalid_name` for a room that is not 1-256 characters.
+   * @example
+   * const room = db.presence('notes/n1');
+   * room.set({ name: 'Ana', color: '#e33', cursor: { anchor: 4, head: 4 } });
+   * const stop = room.subscribe((others) => renderCursors(others));
+   */
+  presence(room: string, options: { ttlMs?: number } = {}): PresenceRoom {
+    if (this.replica.isClosed) throw new DbError(ErrorCode.closed, `replica ${this.id} is closed`);
+    return this.presenceHub.room(room, options);
   }
 
   /**
@@ -389,6 +467,8 @@ export class Database {
    * storage. Later calls fail with code `closed`.
    */
   close(): Promise<void> {
+    this.presenceHubValue?.close();
+    for (const h of [...this.syncs]) void h.close();
     for (const s of [...this.sessions]) s.close('closed', `replica ${this.id} is closing`);
     return this.replica.close();
   }

@@ -44,6 +44,33 @@ function rawError(code: string, message: string): Uint8Array {
   return new Encoder().byte(6).string(code).string(message).finish();
 }
 
+function presence(fields: Partial<MessageOf<'presence'>> = {}): MessageOf<'presence'> {
+  return {
+    type: 'presence',
+    publisher: 'p~1',
+    room: 'notes/n1',
+    counter: 1,
+    hops: 0,
+    ttlMs: 30_000,
+    state: '{}',
+    ...fields,
+  };
+}
+
+/** A presence frame written by hand, so the decoder can be fed values the encoder refuses. */
+function rawPresence(fields: { room?: string; hops?: number; ttlMs?: number; state?: Uint8Array | null }): Uint8Array {
+  const enc = new Encoder()
+    .byte(9)
+    .string('p~1')
+    .string(fields.room ?? 'r')
+    .uint(1)
+    .uint(fields.hops ?? 0)
+    .uint(fields.ttlMs ?? 1000);
+  const state = fields.state === undefined ? new TextEncoder().encode('{}') : fields.state;
+  if (state === null) return enc.byte(0).finish();
+  return enc.byte(1).bytes(state).finish();
+}
+
 describe('encodeMessage', () => {
   it('writes each message type behind its documented tag byte', () => {
     const tags: [Message, number][] = [
@@ -55,6 +82,7 @@ describe('encodeMessage', () => {
       [{ type: 'error', code: 'x', message: '' }, 6],
       [{ type: 'ping', nonce: 0 }, 7],
       [{ type: 'pong', nonce: 0 }, 8],
+      [presence(), 9],
     ];
     for (const [m, tag] of tags) expect(encodeMessage(m)[0]).toBe(tag);
   });
@@ -77,6 +105,13 @@ describe('encodeMessage', () => {
         context: null,
       },
       { type: 'error', code: 'x', message: 'm'.repeat(1025) },
+      presence({ room: 'r'.repeat(WIRE_LIMITS.presenceRoomCharsMax + 1) }),
+      presence({ publisher: '' }),
+      presence({ state: 'not json' }),
+      presence({ state: 'null' }),
+      presence({ state: JSON.stringify('x'.repeat(WIRE_LIMITS.presenceStateBytesMax)) }),
+      presence({ ttlMs: 0 }),
+      presence({ hops: WIRE_LIMITS.presenceHopsMax + 1 }),
     ];
     for (const m of invalid) expect(dbErrorOf(() => encodeMessage(m)).code).toBe(ErrorCode.invalidInput);
   });
@@ -89,7 +124,7 @@ describe('decodeMessage', () => {
 
   it('refuses an unknown tag', () => {
     expect(refusal(new Uint8Array([0])).message).toMatch(/unknown message tag 0/);
-    expect(refusal(new Uint8Array([9, 0])).message).toMatch(/unknown message tag 9/);
+    expect(refusal(new Uint8Array([10, 0])).message).toMatch(/unknown message tag 10/);
   });
 
   it('refuses a frame longer than frameBytesMax before reading it', () => {
@@ -190,6 +225,44 @@ describe('decodeMessage', () => {
   it('decodes a hello from another protocol version that parses, leaving the decision to the session', () => {
     const m: Message = { ...hello(), protocol: PROTOCOL_VERSION + 1 };
     expect(decodeMessage(encodeMessage(m))).toEqual(m);
+  });
+
+  it('decodes a presence update and a leave exactly as they were encoded', () => {
+    const update = presence({ state: ' {"cursor": {"anchor": 3, "head": 9}, "name": "Ana \u00e9"} ' });
+    const leave = presence({ counter: 9, hops: 3, state: null });
+    expect(decodeMessage(encodeMessage(update))).toEqual(update);
+    expect(decodeMessage(encodeMessage(leave))).toEqual(leave);
+  });
+
+  it('accepts a presence state of exactly 4 KiB and refuses one byte more', () => {
+    const limit = WIRE_LIMITS.presenceStateBytesMax;
+    const fits = new TextEncoder().encode(JSON.stringify('x'.repeat(limit - 2)));
+    expect(fits.length).toBe(limit);
+    expect(decodeMessage(rawPresence({ state: fits }))).toMatchObject({ type: 'presence' });
+    const over = new TextEncoder().encode(JSON.stringify('x'.repeat(limit - 1)));
+    expect(refusal(rawPresence({ state: over })).message).toMatch(/state of 4097 bytes exceeds the limit of 4096/);
+  });
+
+  it('refuses a presence state that is not JSON, is JSON null, or nests too deep', () => {
+    const enc = (t: string): Uint8Array => new TextEncoder().encode(t);
+    expect(refusal(rawPresence({ state: enc('{"a":') })).message).toMatch(/state is not JSON text/);
+    expect(refusal(rawPresence({ state: enc(' null ') })).message).toMatch(/state is JSON null/);
+    const deep = '['.repeat(WIRE_LIMITS.presenceStateDepthMax + 1) + ']'.repeat(WIRE_LIMITS.presenceStateDepthMax + 1);
+    expect(refusal(rawPresence({ state: enc(deep) })).message).toMatch(/state is not JSON text/);
+    expect(refusal(rawPresence({ state: new Uint8Array([0x22, 0xff, 0x22]) })).message).toMatch(/not JSON text/);
+  });
+
+  it('refuses a presence room longer than 256 characters, and hops or a ttl out of bounds', () => {
+    expect(refusal(rawPresence({ room: 'r'.repeat(257) })).message).toMatch(/room must be 1-256 characters/);
+    expect(refusal(rawPresence({ room: '' })).message).toMatch(/room must be 1-256 characters/);
+    expect(refusal(rawPresence({ hops: WIRE_LIMITS.presenceHopsMax + 1 })).message).toMatch(/hops must be in 0-64/);
+    expect(refusal(rawPresence({ ttlMs: 0 })).message).toMatch(/ttlMs must be in 1-600000/);
+    expect(refusal(rawPresence({ ttlMs: WIRE_LIMITS.presenceTtlMsMax + 1 })).message).toMatch(/ttlMs must be in/);
+  });
+
+  it('refuses a presence state flag other than 0 or 1', () => {
+    const frame = new Encoder().byte(9).string('p~1').string('r').uint(1).uint(0).uint(1000).byte(2).finish();
+    expect(refusal(frame).message).toMatch(/state presence byte must be 0 or 1, got 2/);
   });
 
   it('returns byte fields that stay intact when the frame buffer is reused', () => {

@@ -4,7 +4,8 @@
  * Invariant: decodeMessage returns only messages that satisfy every rule below, or throws
  * DbError('protocol'); it never throws anything else and never returns views into its input.
  *
- *   frame = tag:byte body            (tag: hello=1 auth=2 pull=3 batch=4 ack=5 error=6 ping=7 pong=8)
+ *   frame = tag:byte body            (tag: hello=1 auth=2 pull=3 batch=4 ack=5 error=6 ping=7 pong=8
+ *                                     presence=9)
  *   hello = protocol:uint cluster:text replica:text context:bytes challenge:bytes
  *   auth  = proof:bytes
  *   pull  = since:uint
@@ -12,10 +13,13 @@
  *   change = count:uint doc*count          doc = collection:text id:text state:bytes
  *   ack   = id:uint toSeq:uint            error = code:text message:text
  *   ping  = nonce:uint                    pong  = nonce:uint
+ *   presence = publisher:text room:text counter:uint hops:uint ttlMs:uint state:(0 | 1 bytes)
+ *              (state: JSON text in UTF-8, not the literal null; 0 = the publisher left)
  *
  * `protocol` comes first in hello so that a peer on another version is still identified.
  */
-import { Decoder, Encoder } from '../core/codec.js';
+import { Decoder, Encoder, utf8 } from '../core/codec.js';
+import { isJsonText } from '../core/json-check.js';
 import { assert, unreachable } from '../shared/assert.js';
 import { DbError, ErrorCode, isDbError } from '../shared/errors.js';
 import type { Change, DocChange, Message, MessageType } from './messages.js';
@@ -33,6 +37,14 @@ export const WIRE_LIMITS = {
   docIdCharsMax: 256,
   errorCodeCharsMax: 64,
   errorMessageCharsMax: 1024,
+  presencePublisherCharsMax: 128,
+  presenceRoomCharsMax: 256,
+  /** UTF-8 bytes of one presence state's JSON text. */
+  presenceStateBytesMax: 4096,
+  presenceStateDepthMax: 16,
+  /** Relays a presence update may pass: far more than any leader graph needs, a bound on a bug. */
+  presenceHopsMax: 64,
+  presenceTtlMsMax: 10 * 60 * 1000,
 } as const;
 
 export interface DecodeLimits {
@@ -49,6 +61,7 @@ const Tag = {
   error: 6,
   ping: 7,
   pong: 8,
+  presence: 9,
 } as const satisfies Record<MessageType, number>;
 
 const typeOfTag: ReadonlyMap<number, MessageType> = new Map(
@@ -72,6 +85,8 @@ const Text = {
   docId: { what: 'doc id', minChars: 1, maxChars: WIRE_LIMITS.docIdCharsMax },
   errorCode: { what: 'code', minChars: 1, maxChars: WIRE_LIMITS.errorCodeCharsMax },
   errorMessage: { what: 'message', minChars: 0, maxChars: WIRE_LIMITS.errorMessageCharsMax },
+  publisher: { what: 'publisher', minChars: 1, maxChars: WIRE_LIMITS.presencePublisherCharsMax },
+  room: { what: 'room', minChars: 1, maxChars: WIRE_LIMITS.presenceRoomCharsMax },
 } as const satisfies Record<string, TextRule>;
 
 const UTF8_BYTES_PER_CHAR_MAX = 3;
@@ -143,6 +158,22 @@ export function encodeMessage(m: Message): Uint8Array {
     case 'pong':
       w.uint('nonce', m.nonce);
       break;
+    case 'presence':
+      w.text(Text.publisher, m.publisher);
+      w.text(Text.room, m.room);
+      w.uint('counter', m.counter);
+      w.bounded('hops', m.hops, 0, WIRE_LIMITS.presenceHopsMax);
+      w.bounded('ttlMs', m.ttlMs, 1, WIRE_LIMITS.presenceTtlMsMax);
+      if (m.state === null) {
+        w.enc.byte(0);
+      } else {
+        if (typeof m.state !== 'string' || LONE_SURROGATE.test(m.state)) w.fail('state must be well-formed text');
+        const problem = presenceStateProblem(utf8(m.state));
+        if (problem !== null) w.fail(problem);
+        w.enc.byte(1);
+        w.enc.string(m.state);
+      }
+      break;
     default:
       unreachable(m, 'unknown message type');
   }
@@ -167,6 +198,12 @@ class FrameWriter {
 
   count(what: string, n: number, max: number): void {
     if (n > max) this.fail(`${n} ${what} exceed the limit of ${max}`);
+    this.enc.uint(n);
+  }
+
+  bounded(what: string, n: number, min: number, max: number): void {
+    if (!Number.isSafeInteger(n) || n < min || n > max)
+      this.fail(`${what} must be an integer in ${min}-${max}, got ${n}`);
     this.enc.uint(n);
   }
 
@@ -258,9 +295,30 @@ function readBody(r: FrameReader): Message {
     case 'ping':
     case 'pong':
       return { type, nonce: r.uint('nonce') };
+    case 'presence': {
+      const publisher = r.text(Text.publisher);
+      const room = r.text(Text.room);
+      const counter = r.uint('counter');
+      const hops = r.bounded('hops', 0, WIRE_LIMITS.presenceHopsMax);
+      const ttlMs = r.bounded('ttlMs', 1, WIRE_LIMITS.presenceTtlMsMax);
+      return { type, publisher, room, counter, hops, ttlMs, state: r.presenceState() };
+    }
     default:
       return unreachable(type, 'unknown message type');
   }
+}
+
+/** Why a presence state's JSON text is refused, or null. Shared by both sides of the wire. */
+function presenceStateProblem(bytes: Uint8Array): string | null {
+  if (bytes.length > WIRE_LIMITS.presenceStateBytesMax) {
+    return `state of ${bytes.length} bytes exceeds the limit of ${WIRE_LIMITS.presenceStateBytesMax}`;
+  }
+  if (!isJsonText(bytes, WIRE_LIMITS.presenceStateDepthMax)) {
+    return `state is not JSON text nested at most ${WIRE_LIMITS.presenceStateDepthMax} deep`;
+  }
+  // A null state would read as "left": one meaning, one encoding.
+  if (utf8Decoder.decode(bytes).trim() === 'null') return 'state is JSON null: send no state to leave';
+  return null;
 }
 
 function readHello(r: FrameReader): Message {
@@ -305,6 +363,25 @@ class FrameReader {
   uint(what: string): number {
     this.field = what;
     return this.dec.uint();
+  }
+
+  bounded(what: string, min: number, max: number): number {
+    const n = this.uint(what);
+    if (n < min || n > max) this.fail(`${what} must be in ${min}-${max}, got ${n}`);
+    return n;
+  }
+
+  /** A presence state: absent (the publisher left) or JSON text within the limits. */
+  presenceState(): string | null {
+    this.field = 'state';
+    const present = this.dec.byte();
+    if (present === 0) return null;
+    if (present !== 1) this.fail(`state presence byte must be 0 or 1, got ${present}`);
+    const raw = this.dec.bytes();
+    const problem = presenceStateProblem(raw);
+    if (problem !== null) this.fail(problem);
+    // isJsonText checked the UTF-8, so the fatal decoder cannot throw here.
+    return utf8Decoder.decode(raw);
   }
 
   /** A count of items that take at least one byte each, so it cannot exceed the bytes left. */

@@ -50,7 +50,23 @@ export type Message =
   /** The sender closes the session for this reason (`code` is an ErrorCode or similar). */
   | { readonly type: 'error'; readonly code: string; readonly message: string }
   | { readonly type: 'ping'; readonly nonce: number }
-  | { readonly type: 'pong'; readonly nonce: number };
+  | { readonly type: 'pong'; readonly nonce: number }
+  /**
+   * Ephemeral presence (replication/presence.ts), never stored: `publisher`'s state in `room`
+   * as JSON text, or null when it left the room. `counter` grows with each update of the
+   * publisher, so a newer update wins and a repeat is dropped; `hops` counts the replicas that
+   * relayed it (0: straight from the publisher); the state lapses `ttlMs` after it arrives
+   * unless a newer update refreshes it.
+   */
+  | {
+      readonly type: 'presence';
+      readonly publisher: string;
+      readonly room: string;
+      readonly counter: number;
+      readonly hops: number;
+      readonly ttlMs: number;
+      readonly state: string | null;
+    };
 
 export const MessageType = {
   hello: 'hello',
@@ -61,6 +77,7 @@ export const MessageType = {
   error: 'error',
   ping: 'ping',
   pong: 'pong',
+  presence: 'presence',
 } as const satisfies { readonly [T in Message['type']]: T };
 export type MessageType = Message['type'];
 

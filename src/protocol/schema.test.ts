@@ -19,6 +19,7 @@ import { PROTOCOL_VERSION } from './version.js';
 const RECORDED: readonly { readonly version: number; readonly digest: string }[] = [
   { version: 1, digest: '622c5f010ee5d790c4309dcc72e635e367ff6a3da4bf311da3164708ab620605' },
   { version: 2, digest: '3fbe89d7e0130082a8793e907a2588f87772203790527d248671ab7a91902e83' },
+  { version: 3, digest: 'bf51670b72bfc7147ebee5aa77505bec6e7f232422090586f1d8e25306f986dc' },
 ];
 
 const hlc = { ms: 1_795_000_000_000, c: 2 };
@@ -95,6 +96,18 @@ const SAMPLES: { readonly [T in MessageType]: readonly MessageOf<T>[] } = {
   error: [{ type: 'error', code: 'protocol', message: 'bad frame' }],
   ping: [{ type: 'ping', nonce: 42 }],
   pong: [{ type: 'pong', nonce: 42 }],
+  presence: [
+    {
+      type: 'presence',
+      publisher: 'paris-1~k3j9x',
+      room: 'notes/n1',
+      counter: 7,
+      hops: 0,
+      ttlMs: 30_000,
+      state: '{"name":"Ana","color":"#e33","cursor":{"anchor":3,"head":9}}',
+    },
+    { type: 'presence', publisher: 'paris-1~k3j9x', room: 'notes/n1', counter: 8, hops: 2, ttlMs: 30_000, state: null },
+  ],
 };
 
 function schemaDigest(): string {

@@ -8,4 +8,7 @@
 // 1 (2026-11-28): first version: hello, pull, batch, ack, error, ping, pong.
 // 2 (2026-11-29): document states carry map, counter and set entries (entry flags 2-4);
 //    a version 1 peer would refuse them as corrupt.
-export const PROTOCOL_VERSION = 2;
+// 3 (2026-11-30): presence message (tag 9): ephemeral per-publisher state in rooms, relayed
+//    between sessions. A version 2 peer would close the session on the unknown tag, and the
+//    hello accepts only an equal version, so mixed versions now fail at hello with a clear code.
+export const PROTOCOL_VERSION = 3;

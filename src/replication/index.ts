@@ -16,4 +16,6 @@ export type {
 export { initialSession, step } from './session.js';
 export type { Effect, SessionConfig, SessionEvent, SessionState } from './session.js';
 export { SessionDriver } from './session-driver.js';
+export { PresenceHub, PresenceRoom, PRESENCE_TTL_MS_DEFAULT, publisherId } from './presence.js';
+export type { PresenceHubOptions, PresenceMessage, PresencePeer, PresencePort } from './presence.js';
 export type { SessionInfo, SessionOptions } from './session-driver.js';

@@ -3,7 +3,7 @@
  * frames into events, runs the effects the state machine asks for, and feeds the results
  * back as events. Everything it decides comes from step(); it only does the I/O.
  */
-import { CausalContext } from '../core/index.js';
+import { CausalContext, everyDotIn } from '../core/index.js';
 import type { Env } from '../env/env.js';
 import { decodeMessage, encodeMessage } from '../protocol/index.js';
 import type { Connection, CloseInfo } from '../transport/index.js';
@@ -13,6 +13,7 @@ import { decodeContext, encodeContext } from './replica.js';
 import { initialSession, step } from './session.js';
 import type { Effect, SessionEvent, SessionState } from './session.js';
 import type { PeerAuth } from './peer-auth.js';
+import type { PresenceHub, PresenceMessage, PresencePort } from './presence.js';
 import type { TimerHandle } from '../env/env.js';
 
 export interface SessionOptions {
@@ -32,6 +33,11 @@ export interface SessionOptions {
   deadAfterMs?: number;
   /** Told how many documents each batch sent and received carried (for metrics). */
   observer?: { sent?(docs: number): void; received?(docs: number): void; read?(rows: number): void };
+  /**
+   * The replica's presence hub: once the peer is authenticated, the session relays presence
+   * updates both ways through it (the hub floods them to its other sessions).
+   */
+  presence?: PresenceHub;
   env: Env;
 }
 
@@ -67,6 +73,7 @@ export class SessionDriver {
   private lastHeardMs = 0;
   private behindSinceMs: number | undefined;
   private wasCaughtUp = false;
+  private presencePort: PresencePort | undefined;
   /** Documents received in batches and found new here: a measure of what replication re-sent. */
   docsReceived = 0;
   docsRecorded = 0;
@@ -184,11 +191,28 @@ export class SessionDriver {
   }
 
   private onClosed(info: CloseInfo): void {
+    this.detachPresence();
     this.heartbeat?.cancel();
     this.flushCheckpoint();
     this.dispatch({ type: 'disconnected' });
     this.unsubscribe?.();
     for (const l of this.closeListeners.splice(0)) l(this.state.closeReason ?? info);
+  }
+
+  /** Ephemeral and best effort: a frame refused by a full buffer is replaced by the next refresh. */
+  private sendPresence(m: PresenceMessage): void {
+    if (this.state.phase !== 'open') return;
+    try {
+      this.conn.send(encodeMessage(m));
+    } catch (e) {
+      this.options.env.logger.log('error', 'cannot send a presence update', { error: (e as Error).message });
+    }
+  }
+
+  private detachPresence(): void {
+    const port = this.presencePort;
+    this.presencePort = undefined;
+    port?.detach();
   }
 
   /** Many commits in one turn become one local-change event. */
@@ -227,6 +251,10 @@ export class SessionDriver {
         }
         return;
       case 'peer-known': {
+        // Authenticated: from here on the peer hears and speaks presence.
+        if (this.options.presence !== undefined && this.presencePort === undefined) {
+          this.presencePort = this.options.presence.attach((m) => this.sendPresence(m));
+        }
         try {
           this.peerContext = decodeContext(e.context);
         } catch (err) {
@@ -263,6 +291,10 @@ export class SessionDriver {
         this.replica.readBatch(e.afterSeq, this.batchDocs, this.peerContext).then(
           (batch) => {
             this.options.observer?.read?.(batch.rowsRead);
+            // The peer holds what we send once it applies it (or the session ends, and the
+            // next one starts from its hello): later batches skip it. Without this, a text
+            // document edited live would ship every change made since the session began.
+            for (const c of batch.changes) for (const d of c.docs) notePeerHolds(this.peerContext, d.state);
             this.dispatch({ type: 'batch-read', batch });
           },
           (err: unknown) => this.fail(err),
@@ -304,7 +336,11 @@ export class SessionDriver {
         );
         return;
       }
+      case 'presence':
+        this.presencePort?.receive(e.message);
+        return;
       case 'close':
+        this.detachPresence();
         this.unsubscribe?.();
         this.heartbeat?.cancel();
         this.flushCheckpoint();
@@ -312,4 +348,12 @@ export class SessionDriver {
         return;
     }
   }
+}
+
+/** Adds to `peer` the dots a receiver of `state` records: its entries' and its context's latest. */
+function notePeerHolds(peer: CausalContext, state: Uint8Array): void {
+  everyDotIn(state, (replica, counter) => {
+    peer.add({ replica, counter });
+    return true;
+  });
 }

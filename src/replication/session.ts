@@ -77,6 +77,8 @@ export type Effect =
   | { type: 'read'; afterSeq: number }
   | { type: 'apply'; batch: BatchMessage }
   | { type: 'peer-known'; peer: string; context: Uint8Array }
+  /** A presence update from the peer, for the presence hub (presence.ts); never stored. */
+  | { type: 'presence'; message: Extract<Message, { type: 'presence' }> }
   | { type: 'close'; code: string; message: string };
 
 export function initialSession(config: SessionConfig): SessionState {
@@ -274,6 +276,11 @@ function receive(s: SessionState, m: Message): Step {
       effects.push({ type: 'send', message: { type: 'pong', nonce: m.nonce } });
       return { state: s, effects };
     case 'pong':
+      return { state: s, effects };
+    case 'presence':
+      // Only an authenticated peer may speak for publishers.
+      if (s.phase !== 'open') return fail(s, 'protocol', 'presence before hello');
+      effects.push({ type: 'presence', message: m });
       return { state: s, effects };
   }
 }

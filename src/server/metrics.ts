@@ -12,6 +12,8 @@ export interface MetricsSource {
   sessions(): number;
   /** Merge resolutions this leader wrote back since it started. */
   mergeWriteBacks?(): number;
+  /** Presence publishers this leader holds a live state of, in any room. */
+  presencePublishers?(): number;
 }
 
 export interface Metrics {
@@ -49,6 +51,11 @@ export function createMetrics(source: MetricsSource): Metrics {
     'polyarch_merge_write_backs',
     'Merge-function resolutions this leader wrote back since it started.',
     () => source.mergeWriteBacks?.() ?? 0,
+  );
+  scalar(
+    'polyarch_presence_publishers',
+    'Presence publishers (connected clients in rooms) this leader holds a live state of.',
+    () => source.presencePublishers?.() ?? 0,
   );
 
   const perPeer = (name: string, help: string, read: (lag: { changes: number; ms: number }) => number): void => {

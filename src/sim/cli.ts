@@ -199,6 +199,7 @@ function mergeTotals(into: Totals, t: Totals): void {
     'ops',
     'writes',
     'kindWrites',
+    'textEdits',
     'writeBacks',
     'reads',
     'batches',

@@ -25,6 +25,7 @@ import {
   dotToString,
   fromUtf8,
   isRootRegister,
+  isTextState,
   latestHlc,
   utf8,
   vvCovers,
@@ -139,7 +140,7 @@ export function modelView(
  * them, one per distinct losing value otherwise.
  */
 export function conflictCount(state: RecordState, resolve: Resolver): number {
-  if (state.siblings.length <= 1) return 0;
+  if (state.siblings.length <= 1 || isTextState(state)) return 0;
   // A record under 'lww' keeps one sibling; it never counts as a conflict.
   if (state.siblings.every(isRootRegister) && resolve.lwwAt('')) return 0;
   return resolveState(state, resolve).conflicts;

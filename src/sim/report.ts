@@ -50,6 +50,7 @@ export interface Totals {
   ops: number;
   writes: number;
   kindWrites: number;
+  textEdits: number;
   writeBacks: number;
   reads: number;
   batches: number;
@@ -69,6 +70,7 @@ export function emptyTotals(): Totals {
     ops: 0,
     writes: 0,
     kindWrites: 0,
+    textEdits: 0,
     writeBacks: 0,
     reads: 0,
     batches: 0,
@@ -88,6 +90,7 @@ export function addResult(t: Totals, r: SimResult): void {
   t.ops += r.stats.ops;
   t.writes += r.stats.writes;
   t.kindWrites += r.stats.kindWrites;
+  t.textEdits += r.stats.textEdits;
   t.writeBacks += r.stats.writeBacks;
   t.reads += r.stats.reads;
   t.batches += r.stats.batches;
@@ -106,6 +109,7 @@ export function formatTotals(t: Totals): string {
     ['client ops', `${t.ops}`],
     ['  writes acknowledged', `${t.writes}`],
     ['    to maps, counters, sets', `${t.kindWrites}`],
+    ['    text edits', `${t.textEdits}`],
     ['  merge write-backs', `${t.writeBacks}`],
     ['  atomic batches', `${t.batches}`],
     ['  reads', `${t.reads}`],
@@ -129,6 +133,6 @@ export function formatTotals(t: Totals): string {
 export function describeOptions(o: ResolvedOptions): string {
   return (
     `${o.replicas} replicas, ${o.topology}, ${o.ops} ops, ${o.keys} keys, faults ${o.faults.join(',') || 'none'}` +
-    `${o.workload === 'mixed' ? '' : `, ${o.workload} workload`}`
+    `${o.workload === 'all' ? '' : `, ${o.workload} workload`}`
   );
 }

@@ -55,6 +55,7 @@ import {
   runClientOp,
 } from './workload.js';
 import type { ClientCluster, WorkloadMix, WorkloadStats } from './workload.js';
+import { TEXT_COLLECTION, TextHistory, checkTexts } from './text-workload.js';
 
 export const FAULT_KINDS = ['crash', 'partition', 'cut', 'skew', 'clockjump'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -77,7 +78,7 @@ export interface SimOptions {
   keys?: number;
   /** Name of a mutant of mutant-catalog.ts (for the repro line; the spec comes in `extras`). */
   mutant?: string;
-  /** 'mixed' (default): records and every kind of document; 'records': records only, as before kinds. */
+  /** 'all' (default): records, every kind and text; 'mixed': records and kinds, as before text; 'records': records only. */
   workload?: WorkloadMix;
 }
 
@@ -146,7 +147,7 @@ export function resolveOptions(options: SimOptions): ResolvedOptions {
     topology: options.topology ?? drawn.topology,
     keys: options.keys ?? drawn.keys,
     mutant: options.mutant,
-    workload: options.workload ?? 'mixed',
+    workload: options.workload ?? 'all',
   };
 }
 
@@ -176,7 +177,7 @@ export function replayCommand(o: ResolvedOptions): string {
   parts.push(`--keys ${o.keys}`);
   parts.push(`--faults ${o.faults.length === 0 ? 'none' : o.faults.join(',')}`);
   if (o.mutant !== undefined) parts.push(`--mutant ${o.mutant}`);
-  if (o.workload !== 'mixed') parts.push(`--workload ${o.workload}`);
+  if (o.workload !== 'all') parts.push(`--workload ${o.workload}`);
   return parts.join(' ');
 }
 
@@ -212,6 +213,7 @@ class Simulation implements ClientCluster {
   readonly time = new VirtualTime();
   readonly streams: RandomStreams;
   readonly history = new History();
+  readonly texts = new TextHistory();
   readonly stats: SimStats;
   readonly trace: Trace;
   readonly checker: Checker;
@@ -929,6 +931,7 @@ class Simulation implements ClientCluster {
       finals.push({ index: s.index, id: s.id, digest, states });
       for (const k of sorted) {
         const [collection, id] = splitKey(k);
+        if (collection === TEXT_COLLECTION) continue; // checked by checkTexts
         const v = await clientRead(this, s.index, { collection, id }, true);
         views.push({
           replica: s.index,
@@ -953,6 +956,7 @@ class Simulation implements ClientCluster {
     this.checker.checkReads(this.history);
     if (quiet) {
       this.checker.checkFinal(this.history, finals, this.time.nowMs);
+      checkTexts(this.texts, finals, (v) => this.violation(v));
       this.checker.checkKinds(
         this.history,
         this.slots.map((s) => s.log),

@@ -4,7 +4,7 @@
  *             sibling-version writes, deletes, create-only puts, atomic batches of 2-4
  *             documents and reads. Every value written is unique (`{"w": n}`), so the
  *             checker can tell each write apart wherever it ends up.
- *   kinds     (the 'mixed' workload adds them to the records) patches of map, counter and set
+ *   kinds     (the 'mixed' and 'all' workloads add them to the records) patches of map, counter and set
  *             documents (set and remove nested fields, increment a counter field, add to and
  *             remove from a set field; increments up and down; set adds and removes),
  *             whole-document puts of maps, deletes, batches mixing every kind, reads; and
@@ -24,10 +24,16 @@ import type { SeededRandom } from './prng.js';
 import { between, chance, shuffled, weighted } from './prng.js';
 import type { SimStorage } from './sim-storage.js';
 import { docKey } from './sim-storage.js';
+import { TEXT_OP_SHARE, runTextOp } from './text-workload.js';
+import type { TextHistory } from './text-workload.js';
 
-/** 'mixed' (the default): records and every kind; 'records': the record workload alone, as before kinds. */
-export type WorkloadMix = 'mixed' | 'records';
-export const WORKLOAD_MIXES: readonly WorkloadMix[] = ['mixed', 'records'];
+/**
+ * 'all' (the default): records, every kind and text (text-workload.ts); 'mixed': records and
+ * every kind, as before text; 'records': the record workload alone, as before kinds. Older
+ * regression seeds name the mix they were found with, so they replay the same runs.
+ */
+export type WorkloadMix = 'all' | 'mixed' | 'records';
+export const WORKLOAD_MIXES: readonly WorkloadMix[] = ['all', 'mixed', 'records'];
 
 export interface CollectionSpec {
   readonly name: string;
@@ -123,6 +129,8 @@ export interface WorkloadStats {
   writes: number;
   /** Of which to map, counter and set documents. */
   kindWrites: number;
+  /** Text edits acknowledged (each committed at once). */
+  textEdits: number;
   /** Merge resolutions the replicas wrote back themselves. */
   writeBacks: number;
   /** Acknowledged client writes per collection. */
@@ -138,6 +146,7 @@ export function emptyWorkloadStats(): WorkloadStats {
     ops: 0,
     writes: 0,
     kindWrites: 0,
+    textEdits: 0,
     writeBacks: 0,
     writesByCollection: {},
     batches: 0,
@@ -154,6 +163,7 @@ export interface ClientCluster {
   readonly keys: number;
   readonly workload: WorkloadMix;
   readonly stats: WorkloadStats;
+  readonly texts: TextHistory;
   modelOf(collection: string): CollectionModel;
   nowMs(): number;
   upReplicas(): number[];
@@ -223,7 +233,11 @@ export async function runClientOp(c: ClientCluster): Promise<void> {
   if (up.length === 0) return;
   c.stats.ops++;
   const r = c.rng.pick(up);
-  if (c.workload === 'mixed' && chance(c.rng, KIND_OP_SHARE)) {
+  if (c.workload === 'all' && chance(c.rng, TEXT_OP_SHARE)) {
+    await runTextOp(c, c.texts, r);
+    return;
+  }
+  if (c.workload !== 'records' && chance(c.rng, KIND_OP_SHARE)) {
     await runKindOp(c, r);
     return;
   }
