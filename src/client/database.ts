@@ -310,10 +310,18 @@ export class Database {
   async changesSince(vector: Record<string, number> = {}): Promise<Uint8Array> {
     const basis = CausalContext.from(checkVector(vector));
     await this.replica.flushTexts();
-    const batch = await this.replica.readBatch(0, Number.MAX_SAFE_INTEGER, basis, Number.MAX_SAFE_INTEGER);
+    const from = this.replica.feedStartFor(basis.base());
+    const batch = await this.replica.readBatch(from, Number.MAX_SAFE_INTEGER, basis, Number.MAX_SAFE_INTEGER);
     return encodeBundle({
       basis,
-      batch: { type: 'batch', id: 0, fromSeq: 0, toSeq: batch.toSeq, changes: batch.changes, context: batch.context },
+      batch: {
+        type: 'batch',
+        id: 0,
+        fromSeq: from,
+        toSeq: batch.toSeq,
+        changes: batch.changes,
+        context: batch.context,
+      },
     });
   }
 

@@ -70,6 +70,9 @@ import { META_KEY, ReplicaMeta } from './replica-meta.js';
 import { FLAG_CONFLICT, FLAG_IN_GROUP, unwrapStored, wrapEncoded, wrapStored } from './stored-doc.js';
 import { CONFIG_COLLECTION, CollectionConfigs } from './collection-config.js';
 import { TextDocuments, checkTextPayload, textOf, textPartFor } from './text-docs.js';
+import { SeqIndex } from './seq-index.js';
+
+const SEQ_INDEX_KEY = 'seq-index';
 import type { TextHandle } from './text-docs.js';
 import type { CollectionOptions, MergeFunction } from './collection-config.js';
 
@@ -216,6 +219,7 @@ export class Replica {
   /** Settings documents changed by the commit in progress, applied when it succeeds. */
   private configChanges: { collection: string; state: RecordState }[] = [];
   private readonly texts: TextDocuments;
+  private seqIndex = new SeqIndex();
 
   private constructor(
     private readonly storage: Storage,
@@ -261,6 +265,7 @@ export class Replica {
     // The persisted high-water mark keeps our HLC monotonic across restarts, even when the
     // wall clock went backwards meanwhile.
     const replica = new Replica(storage, env, meta, options);
+    replica.seqIndex = SeqIndex.decode(await storage.read((tx) => tx.getMeta(SEQ_INDEX_KEY)));
     await replica.loadConfigs();
     return replica;
   }
@@ -873,6 +878,14 @@ export class Replica {
     return cc;
   }
 
+  /**
+   * The feed position after which every document holding a write that `vector` lacks lies
+   * (see seq-index.ts): reading from there costs what the answer costs, not the whole feed.
+   */
+  feedStartFor(vector: ReadonlyMap<string, number>): number {
+    return this.seqIndex.startFor(vector, this.context(), this.meta.seq);
+  }
+
   /** A safe summary of what this replica has: per replica, the highest contiguous counter. */
   vector(): Record<string, number> {
     return Object.fromEntries(this.context().base());
@@ -1217,6 +1230,7 @@ export class Replica {
         this.pendingContext = new CausalContext();
         next.context.join(learned);
         const r = await fn(tx, next, events);
+        if (this.seqIndex.note(prev.context, prev.seq, next.context)) tx.putMeta(SEQ_INDEX_KEY, this.seqIndex.encode());
         tx.putMeta(META_KEY, next.encode());
         this.meta = next;
         return r;
