@@ -13,9 +13,14 @@ import type { Database } from '../index.js';
 import { resolveConfig } from '../server/config.js';
 import { startServer } from '../server/serve.js';
 import type { RunningServer } from '../server/serve.js';
+import { DEFAULT_WEB_DIR, hasWebBuild } from '../server/web-pages.js';
 import { closeOnSignals } from './serve-command.js';
 
 type Print = (line: string) => void;
+
+const WELCOME_TEXT =
+  'Welcome to polyarch!\n\nThis text lives on three leaders. Open it from two of them and type in both:\n' +
+  'edits merge as you type, and so do edits made while a page is offline.\n';
 
 async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -59,10 +64,17 @@ export async function runServerDemo(
   await eu.db.collection('events').put('standup', { title: 'Standup', at: '09:30' });
   await us.db.collection('events').put('retro', { title: 'Retro', at: '16:00' });
   await ap.db.collection('events').put('lunch', { title: 'Team lunch', at: '12:30' });
+  const welcome = eu.db.text('notes', 'welcome');
+  await welcome.ready;
+  if (welcome.length === 0) welcome.insert(0, WELCOME_TEXT);
+  await welcome.close();
   await waitUntil(() => new Set(servers.map((s) => s.db.status().digest)).size === 1, 10_000);
 
   print('Three leaders, replicating all-to-all (stores in ' + dir + '):');
   for (const s of servers) print(`  ${s.db.id}  ${s.url}`);
+  print('\nThe collaborative editor, one page per leader (open two side by side, type in both):');
+  for (const s of servers) print(`  ${s.db.id}  ${s.url}/web/editor/?doc=notes/welcome`);
+  if (!hasWebBuild(DEFAULT_WEB_DIR)) print('  (the pages are not built: run `npm run build:web` first)');
   print('\nTry:');
   print(`  npx polyarch get events standup --url ${us.url}`);
   print(`  npx polyarch put events standup '{"at":"10:00"}' --url ${eu.url}`);

@@ -73,7 +73,7 @@ import { TextDocuments, checkTextPayload, textOf, textPartFor } from './text-doc
 import { SeqIndex } from './seq-index.js';
 
 const SEQ_INDEX_KEY = 'seq-index';
-import type { TextHandle } from './text-docs.js';
+import type { TextCompaction, TextHandle } from './text-docs.js';
 import type { CollectionOptions, MergeFunction } from './collection-config.js';
 
 export type { CollectionOptions, MergeFunction };
@@ -90,6 +90,11 @@ export interface ReplicaOptions {
   collections?: Record<string, CollectionOptions>;
   /** Merge functions by the names collection settings give them. */
   mergeFunctions?: Record<string, MergeFunction>;
+  /**
+   * When a text change holds the whole text instead of a delta (text-docs.ts). Tests and the
+   * simulator lower these so snapshots, and their races, happen in short runs.
+   */
+  textCompaction?: TextCompaction;
 }
 
 export interface ConflictView {
@@ -231,12 +236,15 @@ export class Replica {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.maxSkewMs = options.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
     this.configs = new CollectionConfigs(options.collections ?? {}, options.mergeFunctions ?? {}, env.logger);
-    this.texts = new TextDocuments({
-      id: meta.id,
-      env,
-      readState: (key) => this.getState(key.collection, key.id),
-      writeText: (key, build) => this.writeText(key, build),
-    });
+    this.texts = new TextDocuments(
+      {
+        id: meta.id,
+        env,
+        readState: (key) => this.getState(key.collection, key.id),
+        writeText: (key, build) => this.writeText(key, build),
+      },
+      options.textCompaction,
+    );
   }
 
   static async open(options: ReplicaOptions): Promise<Replica> {

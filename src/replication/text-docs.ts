@@ -147,10 +147,12 @@ interface OpenDoc {
   readonly ready: Promise<void>;
 }
 
-/** When the deltas held outweigh the last snapshot (and at least this much), the next change is a snapshot. */
-const MIN_COMPACT_BYTES = 2048;
-/** Joins look at every entry: keep their number bounded whatever their size. */
-const MAX_DELTAS = 256;
+export interface TextCompaction {
+  /** When the deltas held outweigh the last snapshot and this many bytes, the next change is a snapshot (2048). */
+  minBytes?: number;
+  /** Joins look at every entry: at this many deltas the next change is a snapshot whatever their size (256). */
+  maxDeltas?: number;
+}
 
 /**
  * A replicated text document: edit by UTF-16 index, read, and hear every change. Edits made
@@ -243,7 +245,16 @@ export class TextDocuments {
   private readonly docs = new Map<string, OpenDoc>();
   private readonly loaded = new WeakSet<OpenDoc>();
 
-  constructor(private readonly host: TextHost) {}
+  private readonly minBytes: number;
+  private readonly maxDeltas: number;
+
+  constructor(
+    private readonly host: TextHost,
+    compaction: TextCompaction = {},
+  ) {
+    this.minBytes = compaction.minBytes ?? 2048;
+    this.maxDeltas = compaction.maxDeltas ?? 256;
+  }
 
   /** A handle on a text document (loaded in the background: see `ready`). */
   handle(key: DocKey): TextHandle {
@@ -373,7 +384,7 @@ export class TextDocuments {
         deltaBytes += info.payload.length;
       } else snapshotBytes = Math.max(snapshotBytes, info.payload.length);
     }
-    return deltas >= MAX_DELTAS || deltaBytes > Math.max(snapshotBytes, MIN_COMPACT_BYTES);
+    return deltas >= this.maxDeltas || deltaBytes > Math.max(snapshotBytes, this.minBytes);
   }
 
   /** A committed state of a text document (local or remote): bring the open doc up to it. */

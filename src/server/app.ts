@@ -12,6 +12,8 @@ import { ajvOptions, registerHttpApi } from './http-api.js';
 import { createMetrics } from './metrics.js';
 import type { Metrics } from './metrics.js';
 import type { PeerStatus } from './peer-status.js';
+import { registerWebPages } from './web-pages.js';
+import type { WebPagesOptions } from './web-pages.js';
 
 const MiB = 1024 * 1024;
 
@@ -35,6 +37,8 @@ export interface AppDeps {
   isShuttingDown?: () => boolean;
   /** Interval of the `: heartbeat` comment on event streams (default 15 s). */
   sseHeartbeatMs?: number;
+  /** The browser pages (web-pages.ts): the built directory (null: none) and the cluster they sync in. */
+  web?: WebPagesOptions;
 }
 
 export function buildApp(deps: AppDeps): { app: FastifyInstance; metrics: Metrics } {
@@ -53,6 +57,7 @@ export function buildApp(deps: AppDeps): { app: FastifyInstance; metrics: Metric
   const metrics = createMetrics({
     status: () => deps.db.status(),
     mergeWriteBacks: () => deps.db.replica.mergeWriteBacks,
+    presencePublishers: () => deps.db.presenceHub.publishers(),
     // A peer is labelled by its replica id, or by its URL until its handshake names it.
     peers: () =>
       peers().flatMap((p) => {
@@ -70,6 +75,7 @@ export function buildApp(deps: AppDeps): { app: FastifyInstance; metrics: Metric
     isShuttingDown: deps.isShuttingDown ?? ((): boolean => false),
     ...(deps.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: deps.sseHeartbeatMs }),
   });
+  registerWebPages(app, deps.web);
   return { app, metrics };
 }
 

@@ -80,6 +80,7 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
       peers: () => ref.peers?.status() ?? [],
       sessions: () => ref.peers?.sessions() ?? 0,
       isShuttingDown: () => shuttingDown,
+      web: { cluster: config.cluster },
     });
   } catch (e) {
     await db.close();

@@ -28,6 +28,7 @@ import { countTotals } from './kind-model.js';
 import { chance } from './prng.js';
 import { mergeMaxW } from './workload.js';
 import { runSimulation } from './simulator.js';
+import { TEXT_COLLECTION } from './text-workload.js';
 import type { MutantSpec, SimOptions, SimResult } from './simulator.js';
 
 export interface MutantEntry {
@@ -243,6 +244,36 @@ const mergeEverywhere: MutantSpec = {
   },
 };
 
+/**
+ * (i) A text join that loses a change: remote applies store a text document without its
+ * oldest delta entry while the context still says it is held, as a join that treated text
+ * changes like register siblings (covered by the context, absent, so dropped) would.
+ */
+const textDropChange: MutantSpec = {
+  name: 'text-drop-change',
+  storageHooks: () => ({
+    mapPut(row, remote) {
+      if (!remote || row.collection !== TEXT_COLLECTION) return row;
+      const state = decodeRecord(row.state.subarray(1));
+      const victim = state.siblings.find((s) => s.type === 'text');
+      if (victim === undefined || state.siblings.length < 2) return row;
+      return rewriteRow(row, (st) => ({ siblings: st.siblings.filter((s) => s !== victim), context: st.context }));
+    },
+  }),
+};
+
+/**
+ * (j) An open text handle deaf to remote changes: the replica stores them but the handle's
+ * document never applies them (the replica's hand-off to its open documents is cut).
+ */
+const textDeafHandle: MutantSpec = {
+  name: 'text-deaf-handle',
+  patchReplica(replica) {
+    const texts = (replica as unknown as { texts: { stored: (...a: unknown[]) => void } }).texts;
+    texts.stored = () => undefined;
+  },
+};
+
 export const MUTANTS: readonly MutantEntry[] = [
   {
     spec: dropSibling,
@@ -299,6 +330,20 @@ export const MUTANTS: readonly MutantEntry[] = [
     seam: 'instance: an onConflict listener writes the merge at every replica that sees a remote conflict',
     expect: ['G3', 'G5'],
     options: { faults: ['partition', 'cut'], keys: 2 },
+  },
+  {
+    spec: textDropChange,
+    description: '(i) a text join that loses a change the context says it holds',
+    seam: 'storage: remote applies of text documents lose their oldest delta entry',
+    expect: ['G1', 'G5'],
+    options: {},
+  },
+  {
+    spec: textDeafHandle,
+    description: '(j) an open text handle that never applies remote changes',
+    seam: "instance: the replica's hand-off of committed text states to open documents does nothing",
+    expect: ['G3'],
+    options: {},
   },
 ];
 

@@ -476,6 +476,8 @@ class Simulation implements ClientCluster {
       env: s.env,
       collections: this.collections,
       mergeFunctions: MERGE_FUNCTIONS,
+      // Snapshots every few changes, so their races with deltas happen in short runs.
+      textCompaction: { minBytes: 48, maxDeltas: 3 },
     });
     if (storage.isFenced) return; // crashed while opening
     this.watchEvents(s, replica);
@@ -956,7 +958,16 @@ class Simulation implements ClientCluster {
     this.checker.checkReads(this.history);
     if (quiet) {
       this.checker.checkFinal(this.history, finals, this.time.nowMs);
-      checkTexts(this.texts, finals, (v) => this.violation(v));
+      const handles = this.slots.flatMap((s) =>
+        s.replica === undefined
+          ? []
+          : [...this.texts.handlesOf(s.replica)].map(([id, h]) => ({
+              index: s.index,
+              key: docKey(TEXT_COLLECTION, id),
+              text: h.toString(),
+            })),
+      );
+      checkTexts(this.texts, finals, handles, (v) => this.violation(v));
       this.checker.checkKinds(
         this.history,
         this.slots.map((s) => s.log),

@@ -62,6 +62,11 @@ export class TextHistory {
     return m;
   }
 
+  /** The open handles of one replica object (its lifetime), by document id. */
+  handlesOf(replica: Replica): ReadonlyMap<string, TextHandle> {
+    return this.handles.get(replica) ?? new Map();
+  }
+
   handleFor(replica: Replica, id: string): TextHandle {
     let m = this.handles.get(replica);
     if (m === undefined) this.handles.set(replica, (m = new Map()));
@@ -154,8 +159,24 @@ export async function runTextOp(c: TextCluster, texts: TextHistory, r: number): 
 export function checkTexts(
   texts: TextHistory,
   finals: readonly { index: number; id: string; states: ReadonlyMap<string, Uint8Array> }[],
+  handles: readonly { index: number; key: string; text: string }[],
   report: (v: Omit<Violation, 'atMs'>) => void,
 ): void {
+  // What an open handle shows is what its replica stores (every edit was committed).
+  for (const h of handles) {
+    const f = finals.find((x) => x.index === h.index);
+    const bytes = f?.states.get(h.key);
+    const state = bytes === undefined ? undefined : decodeRecord(bytes);
+    const stored = state !== undefined && isTextState(state) ? textOf(state, f?.id ?? '') : '';
+    if (stored !== h.text) {
+      report({
+        invariant: 'G3',
+        message: `${f?.id ?? h.index}'s open handle on ${h.key} shows ${JSON.stringify(h.text)}, its store ${JSON.stringify(stored)}`,
+        keys: [h.key],
+        replicas: [h.index],
+      });
+    }
+  }
   for (const [key, fates] of texts.chars) {
     const shown = new Map<string, string>();
     for (const f of finals) {
