@@ -225,6 +225,12 @@ export class Replica {
   private configChanges: { collection: string; state: RecordState }[] = [];
   private readonly texts: TextDocuments;
   private seqIndex = new SeqIndex();
+  /**
+   * Decoded states of the text documents written or read last, by key, with the bytes they
+   * decode from: a text document's row holds a snapshot and many deltas, and each keystroke's
+   * commit (and each live batch a peer is sent) would otherwise decode and check it whole.
+   */
+  private readonly textStates = new Map<string, { bytes: Uint8Array; state: RecordState }>();
 
   private constructor(
     private readonly storage: Storage,
@@ -619,6 +625,7 @@ export class Replica {
       next.conflicts -= (old.flags & FLAG_CONFLICT) !== 0 ? 1 : 0;
     }
     tx.putDoc({ collection: key.collection, id: key.id, seq, state: bytes });
+    if (isTextState(state)) this.cacheText(key, stateBytes, state);
     xorDocHash(next.digest, key, stateBytes);
     next.docs += isDeletedState(state) ? 0 : counted;
     next.conflicts += conflict ? 1 : 0;
@@ -698,6 +705,26 @@ export class Replica {
     };
   }
 
+  /** Like unwrapStored, reusing the decoded state of a text document whose row is unchanged. */
+  private unwrapText(key: DocKey, row: DocRow): ReturnType<typeof unwrapStored> {
+    const bytes = row.state.subarray(1);
+    const cached = this.textStates.get(`${key.collection}\u0000${key.id}`);
+    if (cached !== undefined && bytesEqual(cached.bytes, bytes)) {
+      return { flags: row.state[0] ?? 0, bytes, state: cached.state };
+    }
+    const stored = unwrapStored(row.state);
+    if (isTextState(stored.state)) this.cacheText(key, bytes, stored.state);
+    return stored;
+  }
+
+  private cacheText(key: DocKey, bytes: Uint8Array, state: RecordState): void {
+    const k = `${key.collection}\u0000${key.id}`;
+    this.textStates.delete(k);
+    this.textStates.set(k, { bytes, state });
+    // The most recently used few: open documents are edited and shipped again and again.
+    if (this.textStates.size > 32) this.textStates.delete(this.textStates.keys().next().value as string);
+  }
+
   /** A text document shows its text as a string; it never has conflicts. */
   private textView(collection: string, id: string, state: RecordState): DocView {
     let latest = state.siblings[0] as Sibling;
@@ -738,7 +765,7 @@ export class Replica {
     let written: RecordState | undefined;
     await this.commit(async (tx, next, events) => {
       const row = (await tx.getDocs([key]))[0];
-      const old = row === undefined ? undefined : unwrapStored(row.state);
+      const old = row === undefined ? undefined : this.unwrapText(key, row);
       if (old !== undefined && !isTextState(old.state) && !isDeletedState(old.state)) {
         throw new DbError(ErrorCode.conflict, `${key.collection}/${key.id} holds a JSON document, not text`);
       }
@@ -958,7 +985,7 @@ export class Replica {
           lacking = true;
           // A text document ships only the changes the peer lacks (ADR 4).
           if (!peerEmpty && isTextBytes(stored)) {
-            const part = textPartFor(decodeRecord(stored), (d) => peerContext.has(d));
+            const part = textPartFor(this.unwrapText(row, row).state, (d) => peerContext.has(d));
             if (part !== undefined) stored = encodeRecord(part);
           }
         }
@@ -1057,7 +1084,7 @@ export class Replica {
             updates.push({ doc, row, old: undefined, state, bytes: fresh ? undefined : doc.bytes });
             continue;
           }
-          const old = unwrapStored(row.state);
+          const old = this.unwrapText(doc, row);
           if (bytesEqual(old.bytes, doc.bytes)) {
             unchanged.push({ doc, row, old });
             continue;

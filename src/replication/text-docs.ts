@@ -83,26 +83,25 @@ function applyOrder(entries: readonly Sibling[]): Sibling[] {
   return [...entries].sort((a, b) => size(b) - size(a));
 }
 
-function covered(doc: TextDoc, s: Sibling): boolean {
+function covered(version: ReadonlyMap<string, number>, s: Sibling): boolean {
   const info = textEntryInfo(s);
-  const v = doc.version();
-  if (info.kind === 'delta') return (v.get(s.dot.replica) ?? 0) >= info.end;
-  for (const [r, n] of info.version) if ((v.get(r) ?? 0) < n) return false;
+  if (info.kind === 'delta') return (version.get(s.dot.replica) ?? 0) >= info.end;
+  for (const [r, n] of info.version) if ((version.get(r) ?? 0) < n) return false;
   return true;
 }
 
 /** Applies the entries of `state` not in `applied` to `doc`; returns the visible changes. */
 export function applyEntries(doc: TextDoc, state: RecordState, applied: Set<string>): TextChange[] {
   const changes: TextChange[] = [];
-  const now = new Set<string>();
-  for (const s of applyOrder(state.siblings)) {
-    const k = dotKey(s.dot);
-    now.add(k);
-    if (applied.has(k) || covered(doc, s)) continue;
+  const fresh = state.siblings.filter((s) => !applied.has(dotKey(s.dot)));
+  let version = fresh.length === 0 ? new Map<string, number>() : doc.version();
+  for (const s of applyOrder(fresh)) {
+    if (covered(version, s)) continue;
     for (const c of doc.applyChanges(textEntryInfo(s).payload)) changes.push(c);
+    version = doc.version();
   }
   applied.clear();
-  for (const k of now) applied.add(k);
+  for (const s of state.siblings) applied.add(dotKey(s.dot));
   return changes;
 }
 

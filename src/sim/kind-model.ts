@@ -27,6 +27,7 @@ import {
   isRootRegister,
   isTextState,
   latestHlc,
+  textEntryInfo,
   utf8,
   vvCovers,
 } from '../core/index.js';
@@ -281,6 +282,12 @@ const dotKey = (d: Dot): string => `${d.replica}:${d.counter}`;
 
 /** How an entry reads in a report: `r1:7 /title="x"`, `r1:8 /visits#[3,0]`, `r1:9 +"a"`. */
 export function describeEntry(s: Sibling): string {
+  if (s.type === 'text' || s.type === 'text-snapshot') {
+    const info = textEntryInfo(s);
+    return info.kind === 'delta'
+      ? `${dotToString(s.dot)} text ops [${info.start},${info.end})`
+      : `${dotToString(s.dot)} text snapshot ${[...info.version].map(([r, n]) => `${r}:${n}`).join(',')}`;
+  }
   const path = s.path === undefined || s.path === '' ? '' : ` ${s.path}`;
   const value = s.value === null ? 'del' : fromUtf8(s.value);
   const mark = s.type === 'count' ? '#' : s.type === 'element' ? ' +' : '=';

@@ -17,7 +17,9 @@ import {
   encodeRecord,
   fromUtf8,
   hlcToIso,
+  isTextState,
   latestHlc,
+  textEntriesContext,
   vvCovers,
 } from '../core/index.js';
 import type { JsonValue, Sibling } from '../core/index.js';
@@ -245,21 +247,27 @@ const mergeEverywhere: MutantSpec = {
 };
 
 /**
- * (i) A text join that loses a change: remote applies store a text document without its
- * oldest delta entry while the context still says it is held, as a join that treated text
- * changes like register siblings (covered by the context, absent, so dropped) would.
+ * (i) A sender that ships a text document's newest change alone, as if the peer had every
+ * earlier one: the changes it lacks besides are never sent (unless the document changes again
+ * and its row comes up in the feed once more).
  */
-const textDropChange: MutantSpec = {
-  name: 'text-drop-change',
-  storageHooks: () => ({
-    mapPut(row, remote) {
-      if (!remote || row.collection !== TEXT_COLLECTION) return row;
-      const state = decodeRecord(row.state.subarray(1));
-      const victim = state.siblings.find((s) => s.type === 'text');
-      if (victim === undefined || state.siblings.length < 2) return row;
-      return rewriteRow(row, (st) => ({ siblings: st.siblings.filter((s) => s !== victim), context: st.context }));
-    },
-  }),
+const textNewestOnly: MutantSpec = {
+  name: 'text-newest-only',
+  patchReplica(replica) {
+    const readBatch = replica.readBatch.bind(replica);
+    replica.readBatch = async (afterSeq, maxDocs, peerContext, maxBytes): Promise<OutgoingBatch> => {
+      const batch = await readBatch(afterSeq, maxDocs, peerContext, maxBytes);
+      const changes = batch.changes.map((c) => ({
+        docs: c.docs.map((d) => {
+          const state = decodeRecord(d.state);
+          if (!isTextState(state) || state.siblings.length < 2) return d;
+          const newest = state.siblings.reduce((a, b) => (b.hlc.ms > a.hlc.ms ? b : a));
+          return { ...d, state: encodeRecord({ siblings: [newest], context: textEntriesContext([newest]) }) };
+        }),
+      }));
+      return { ...batch, changes };
+    };
+  },
 };
 
 /**
@@ -332,9 +340,9 @@ export const MUTANTS: readonly MutantEntry[] = [
     options: { faults: ['partition', 'cut'], keys: 2 },
   },
   {
-    spec: textDropChange,
-    description: '(i) a text join that loses a change the context says it holds',
-    seam: 'storage: remote applies of text documents lose their oldest delta entry',
+    spec: textNewestOnly,
+    description: "(i) a sender that ships a text document's newest change alone",
+    seam: 'instance: readBatch keeps only the latest entry of each text document it sends',
     expect: ['G1', 'G5'],
     options: {},
   },

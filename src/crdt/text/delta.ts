@@ -1,20 +1,21 @@
 /**
- * The delta format of the text CRDT: operations in replica-independent form (replica name and
+ * The delta format of the sequence CRDTs (text, list): operations in replica-independent form (replica name and
  * sequence number), in a causal order, as encodeSince ships them. Validation happens here, at
  * decode: a delta that decodes holds no op that refers to itself or its future.
  *
- *   0x44 | agents: n, names | ops: n, each:
+ *   tag (text 0x44) | agents: n, names | ops: n, each:
  *     agent, seq, len * 2 + isDelete,
  *     insert: left id, right id (0 = none, else agent + 1 then seq), segments: n (0 = all visible)
- *             then (length * 2 + deleted) each, then the visible text (WTF-8, length-prefixed)
+ *             then (length * 2 + deleted) each, then the visible content (content.ts: a text's
+             as length-prefixed WTF-8, a list's as its items)
  *     delete: target agent, target seq, direction (0: ascending, 1: descending)
  */
 import { utf8 } from '../../core/codec.js';
 import { DbError, ErrorCode } from '../../shared/errors.js';
-import type { RemoteDelete, RemoteInsert, RemoteOp } from './text-state.js';
+import { DELTA_TAG, textContent, type ContentCodec } from './content.js';
+import type { RemoteDelete, RemoteInsert, RemoteOp, Sliceable } from './text-state.js';
 import {
   readByte,
-  readBytes,
   readEnd,
   readStart,
   readStop,
@@ -26,17 +27,19 @@ import {
   writeText,
   writeUint,
 } from './bytes.js';
-import { decodeWtf8, encodeWtf8 } from './wtf8.js';
 
-export const DELTA_TAG = 0x44;
+export { DELTA_TAG };
 /** Sequence numbers and lengths stay below this (they live in Int32Arrays). */
 export const SEQ_MAX = 0x7fffffff;
 
+/** What the delta being read holds, for error messages. */
+let kind = 'text';
+
 function corrupt(what: string): never {
-  throw new DbError(ErrorCode.corrupt, `corrupt text delta: ${what}`);
+  throw new DbError(ErrorCode.corrupt, `corrupt ${kind} delta: ${what}`);
 }
 
-export function writeDelta(ops: readonly RemoteOp[]): Uint8Array {
+export function writeDelta<C extends Sliceable<C>>(ops: readonly RemoteOp<C>[], codec: ContentCodec<C>): Uint8Array {
   // Agent names in order of first mention (the same walk as the body's), then the body.
   const names = new Map<string, number>();
   const note = (name: string): void => {
@@ -49,11 +52,11 @@ export function writeDelta(ops: readonly RemoteOp[]): Uint8Array {
     else {
       if (op.leftAgent !== null) note(op.leftAgent);
       if (op.rightAgent !== null) note(op.rightAgent);
-      textBytes += op.text.length;
+      textBytes += codec.size(op.content);
     }
   }
   writeStart(64 + 16 * names.size + 12 * ops.length + textBytes);
-  writeByte(DELTA_TAG);
+  writeByte(codec.deltaTag);
   writeUint(names.size);
   for (const name of names.keys()) writeText(name, utf8);
   writeUint(ops.length);
@@ -83,22 +86,29 @@ export function writeDelta(ops: readonly RemoteOp[]): Uint8Array {
       writeUint(segs.length);
       for (const s of segs) writeUint(s);
     }
-    writeText(op.text, encodeWtf8);
+    codec.write(op.content);
   }
   return writeFinish();
 }
 
-export function readDelta(bytes: Uint8Array): RemoteOp[] {
+/** Reads and checks a delta; a text's unless `codec` says otherwise. Throws DbError('corrupt'). */
+export function readDelta(bytes: Uint8Array): RemoteOp<string>[];
+export function readDelta<C extends Sliceable<C>>(bytes: Uint8Array, codec: ContentCodec<C>): RemoteOp<C>[];
+export function readDelta<C extends Sliceable<C>>(
+  bytes: Uint8Array,
+  codec: ContentCodec<C> = textContent as unknown as ContentCodec<C>,
+): RemoteOp<C>[] {
+  kind = codec.kind;
   readStart(bytes);
   try {
-    return readOps(bytes);
+    return readOps(bytes, codec);
   } finally {
     readStop();
   }
 }
 
-function readOps(bytes: Uint8Array): RemoteOp[] {
-  if (readByte() !== DELTA_TAG) corrupt('not a delta');
+function readOps<C extends Sliceable<C>>(bytes: Uint8Array, codec: ContentCodec<C>): RemoteOp<C>[] {
+  if (readByte() !== codec.deltaTag) corrupt('not a delta');
   const nAgents = readUint();
   if (nAgents > bytes.length) corrupt('agent count');
   const names: string[] = [];
@@ -111,7 +121,7 @@ function readOps(bytes: Uint8Array): RemoteOp[] {
   }
   const nOps = readUint();
   if (nOps > bytes.length) corrupt('op count');
-  const ops: RemoteOp[] = [];
+  const ops: RemoteOp<C>[] = [];
   for (let k = 0; k < nOps; k++) {
     const ai = readUint();
     if (ai >= nAgents) corrupt('agent index');
@@ -173,27 +183,22 @@ function readOps(bytes: Uint8Array): RemoteOp[] {
       }
       if (total !== len) corrupt('segments');
     }
-    const text = readText();
-    if (text.length !== visible) corrupt('content length');
-    const op: RemoteInsert = { kind: 'ins', agent: a, seq, len, leftAgent, leftSeq, rightAgent, rightSeq, segs, text };
+    const content = codec.read(visible);
+    if (content.length !== visible) corrupt('content length');
+    const op: RemoteInsert<C> = {
+      kind: 'ins',
+      agent: a,
+      seq,
+      len,
+      leftAgent,
+      leftSeq,
+      rightAgent,
+      rightSeq,
+      segs,
+      content,
+    };
     ops.push(op);
   }
   readEnd();
   return ops;
-}
-
-/** A length-prefixed WTF-8 text: short ASCII decoded in place, the rest through decodeWtf8. */
-function readText(): string {
-  const bytes = readBytes();
-  const n = bytes.length;
-  if (n <= 32) {
-    let s = '';
-    for (let i = 0; i < n; i++) {
-      const c = bytes[i] as number;
-      if (c >= 0x80) return decodeWtf8(bytes);
-      s += String.fromCharCode(c);
-    }
-    return s;
-  }
-  return decodeWtf8(bytes);
 }

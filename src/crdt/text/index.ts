@@ -26,6 +26,10 @@
  * Loading a snapshot into an empty doc (TextDoc.decode) checks it whole but builds nothing: the
  * doc shows the snapshot's visible text and version, and builds the tree, the op tables and the
  * content at the first edit, merge or encoding (text-doc.ts).
+ *
+ * Only the content knows it is text: the state is generic over what an element holds
+ * (SeqState in text-state.ts) and the formats over how content is written (content.ts), so
+ * src/crdt/list runs the same machinery with JSON items for elements.
  */
 export { TextDoc } from './text-doc.js';
 export type { TextChange } from './text-state.js';

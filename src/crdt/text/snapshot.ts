@@ -1,8 +1,8 @@
 /**
- * The snapshot format of the text CRDT (TextDoc.encode): the whole history needed to merge, laid
+ * The snapshot format of the sequence CRDTs (TextDoc.encode, ListDoc.encode): the whole history needed to merge, laid
  * out so that loading builds the tree directly, with no replay and no integration.
  *
- *   0x53 | agents: n, names
+ *   tag (text 0x53) | agents: n, names
  *        | LV runs: n, each (agent, length); sequence numbers follow from the order
  *        | ops in LV order: n, each length * 2 + isDelete; a delete adds
  *          (lv - target - 1) * 2 + descending
@@ -10,7 +10,7 @@
  *          a ref adds zigzag(run - previous ref). A token without ref continues the innermost
  *          open insert run: runs nest like brackets, because a run is contiguous when it is
  *          integrated and anything inserted inside it later is newer.
- *        | visible text (WTF-8)
+ *        | visible content (content.ts: a text's as WTF-8, a list's as its items)
  *        | origin exceptions: n, each (run - previous - 1, left + 1, right + 1)
  *
  * Origins are not stored when they can be derived: a run's left origin is the nearest character
@@ -21,9 +21,9 @@
 import { utf8 } from '../../core/codec.js';
 import { assert } from '../../shared/assert.js';
 import { DbError, ErrorCode } from '../../shared/errors.js';
+import { SNAPSHOT_TAG, textContent, type ContentCodec } from './content.js';
 import {
   readByte,
-  readBytes,
   readEnd,
   readPos,
   readStart,
@@ -39,15 +39,16 @@ import {
 } from './bytes.js';
 import { SEQ_MAX } from './delta.js';
 import { Frag, FragTree, NO_LEAF } from './fragment-tree.js';
-import { TextState } from './text-state.js';
-import { decodeWtf8, encodeWtf8 } from './wtf8.js';
+import { LV_MAX, type SeqState, type Sliceable } from './text-state.js';
 
-export const SNAPSHOT_TAG = 0x53;
-/** Most operations one text document may hold (its content is indexed by LV). */
-export const LV_MAX = 1 << 27;
+export { SNAPSHOT_TAG };
+export { LV_MAX };
+
+/** What the snapshot being read holds, for error messages. */
+let kind = 'text';
 
 function corrupt(what: string): never {
-  throw new DbError(ErrorCode.corrupt, `corrupt text snapshot: ${what}`);
+  throw new DbError(ErrorCode.corrupt, `corrupt ${kind} snapshot: ${what}`);
 }
 
 const zigzag = (v: number): number => (v >= 0 ? v * 2 : -v * 2 - 1);
@@ -89,13 +90,13 @@ function deriveOrigins(docLv: Int32Array, docLen: Int32Array, n: number, firstOf
   return { oL, oR };
 }
 
-export function encodeSnapshot(s: TextState): Uint8Array {
+export function encodeSnapshot<C extends Sliceable<C>>(s: SeqState<C>, codec: ContentCodec<C>): Uint8Array {
   writeStart(4096 + s.tree.vis + 4 * (s.insLv.n + s.delLv.n));
   // Agents in order of their first operation, those without any left out: the bytes depend on
   // the history only, not on which replica encodes it.
   const order = new Map<number, number>();
   for (let r = 0; r < s.lvrLv.n; r++) if (!order.has(s.lvrAgent.get(r))) order.set(s.lvrAgent.get(r), order.size);
-  writeByte(SNAPSHOT_TAG);
+  writeByte(codec.snapshotTag);
   writeUint(order.size);
   for (const a of order.keys()) writeText(s.agents[a] as string, utf8);
   writeUint(s.lvrLv.n);
@@ -157,7 +158,7 @@ export function encodeSnapshot(s: TextState): Uint8Array {
       k++;
     }
   }
-  writeText(s.toString(), encodeWtf8);
+  codec.write(s.visible());
 
   const derived = deriveOrigins(docLv, docLen, nFrags, firstOf, nIns);
   const exc: number[] = [];
@@ -174,10 +175,10 @@ export function encodeSnapshot(s: TextState): Uint8Array {
   return writeFinish();
 }
 
-/** What a snapshot holds, read without building the state: the text and the version. */
-export interface SnapshotSummary {
-  /** The visible text. */
-  text: string;
+/** What a snapshot holds, read without building the state: the content and the version. */
+export interface SnapshotSummary<C> {
+  /** The visible content (a text, the items of a list). */
+  content: C;
   /** Agent names in the snapshot's order, and how many operations each holds (at least one). */
   agents: string[];
   counts: number[];
@@ -204,28 +205,46 @@ const NO_FRAG = new Frag(-1, 0, true, NO_LEAF, null);
  * fragments, no tree, no content array): what a lazily loaded doc needs to show its text and
  * version. Throws DbError('corrupt') wherever decodeSnapshot would.
  */
-export function scanSnapshot(bytes: Uint8Array): SnapshotSummary {
-  return parse(bytes, null) as SnapshotSummary;
+export function scanSnapshot(bytes: Uint8Array): SnapshotSummary<string>;
+export function scanSnapshot<C extends Sliceable<C>>(bytes: Uint8Array, codec: ContentCodec<C>): SnapshotSummary<C>;
+export function scanSnapshot<C extends Sliceable<C>>(
+  bytes: Uint8Array,
+  codec: ContentCodec<C> = textContent as unknown as ContentCodec<C>,
+): SnapshotSummary<C> {
+  return parse(bytes, null, codec) as SnapshotSummary<C>;
 }
 
-/** Loads a snapshot as the state of `replica`; `text` is the visible text, decoded on the way. */
-export function decodeSnapshot(bytes: Uint8Array, replica: string): { state: TextState; text: string } {
-  return parse(bytes, replica) as { state: TextState; text: string };
+/** Loads a snapshot as the state of `replica`; `content` is the visible content, decoded on the way. */
+export function decodeSnapshot<C extends Sliceable<C>, S extends SeqState<C>>(
+  bytes: Uint8Array,
+  replica: string,
+  codec: ContentCodec<C, S>,
+): { state: S; content: C } {
+  return parse(bytes, replica, codec) as { state: S; content: C };
 }
 
 /** Reads and checks a snapshot; builds the state of `replica` unless it is null. */
-function parse(bytes: Uint8Array, replica: string | null): SnapshotSummary | { state: TextState; text: string } {
+function parse<C extends Sliceable<C>, S extends SeqState<C>>(
+  bytes: Uint8Array,
+  replica: string | null,
+  codec: ContentCodec<C, S>,
+): SnapshotSummary<C> | { state: S; content: C } {
+  kind = codec.kind;
   readStart(bytes);
   try {
-    return parseBody(bytes, replica);
+    return parseBody(bytes, replica, codec);
   } finally {
     readStop();
   }
 }
 
-function parseBody(bytes: Uint8Array, replica: string | null): SnapshotSummary | { state: TextState; text: string } {
-  if (readByte() !== SNAPSHOT_TAG) corrupt('not a snapshot');
-  const s = replica === null ? null : new TextState(replica);
+function parseBody<C extends Sliceable<C>, S extends SeqState<C>>(
+  bytes: Uint8Array,
+  replica: string | null,
+  codec: ContentCodec<C, S>,
+): SnapshotSummary<C> | { state: S; content: C } {
+  if (readByte() !== codec.snapshotTag) corrupt('not a snapshot');
+  const s = replica === null ? null : codec.newState(replica);
   const nAgents = readUint();
   if (nAgents > bytes.length) corrupt('agent count');
   const names: string[] = [];
@@ -274,8 +293,8 @@ function parseBody(bytes: Uint8Array, replica: string | null): SnapshotSummary |
         };
   const visible = readFrags(bytes, nFrags, nIns, insLv, insLen, out);
 
-  const text = decodeWtf8(readBytes());
-  if (text.length !== visible) corrupt('content length');
+  const content = codec.read(visible);
+  if (content.length !== visible) corrupt('content length');
 
   const nExc = readUint();
   if (nExc > nIns) corrupt('exception count');
@@ -307,7 +326,7 @@ function parseBody(bytes: Uint8Array, replica: string | null): SnapshotSummary |
       agents.push(names[i] as string);
       held.push(counts[i] as number);
     }
-    return { text, agents, counts: held };
+    return { content, agents, counts: held };
   }
 
   // The state: op columns, content by LV, origins, tree.
@@ -315,14 +334,13 @@ function parseBody(bytes: Uint8Array, replica: string | null): SnapshotSummary |
   s.insLen.assign(insLen.slice(0, nIns));
   const { frags, docLv, docLen, firstOf, firstFrag } = out as Built;
   s.insFrag = firstFrag;
-  const c = new Uint16Array(total + 64);
+  s.allocate(total + 64);
   for (let k = 0, t = 0; k < nFrags; k++) {
     if ((frags[k] as Frag).deleted) continue;
-    const from = docLv[k] as number;
-    const to = from + (docLen[k] as number);
-    for (let i = from; i < to; i++) c[i] = text.charCodeAt(t++);
+    const n = docLen[k] as number;
+    s.put(docLv[k] as number, content, t, n);
+    t += n;
   }
-  s.content = c;
   const derived = deriveOrigins(docLv, docLen, nFrags, firstOf, nIns);
   for (let k = 0; k < nExc; k++) {
     const x = excAt[k * 3] as number;
@@ -332,7 +350,7 @@ function parseBody(bytes: Uint8Array, replica: string | null): SnapshotSummary |
   s.insOL.assign(derived.oL);
   s.insOR.assign(derived.oR);
   s.tree = FragTree.fromFrags(frags);
-  return { state: s, text };
+  return { state: s, content };
 }
 
 /**
@@ -340,13 +358,13 @@ function parseBody(bytes: Uint8Array, replica: string | null): SnapshotSummary |
  * kept in `s` when building. Its own function, like readFrags, so that it is optimized on its own
  * and soon (one-byte varints are read inline; most are).
  */
-function readOps(
+function readOps<C extends Sliceable<C>>(
   bytes: Uint8Array,
   nOps: number,
   total: number,
   insLv: Int32Array,
   insLen: Int32Array,
-  s: TextState | null,
+  s: SeqState<C> | null,
 ): number {
   let nIns = 0;
   let lv = 0;

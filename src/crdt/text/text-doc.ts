@@ -5,6 +5,7 @@
  * randomness: the only identity is the replica name given to the constructor.
  */
 import { DbError, ErrorCode } from '../../shared/errors.js';
+import { textContent } from './content.js';
 import { DELTA_TAG, readDelta, writeDelta } from './delta.js';
 import { LV_MAX, decodeSnapshot, encodeSnapshot, scanSnapshot, SNAPSHOT_TAG } from './snapshot.js';
 import type { SnapshotSummary } from './snapshot.js';
@@ -37,7 +38,7 @@ export class TextDoc {
    * built on the first call that needs them (an edit, a merge, an encoding); until then the text
    * and the version are read from here, the way Loro keeps the text beside a lazily decoded history.
    */
-  private lazy: (SnapshotSummary & { bytes: Uint8Array }) | null = null;
+  private lazy: (SnapshotSummary<string> & { bytes: Uint8Array }) | null = null;
 
   /** An empty document edited as `replica` (any string, unique among the replicas that edit it). */
   constructor(replica: string) {
@@ -52,19 +53,19 @@ export class TextDoc {
 
   /** Length of the visible text in UTF-16 code units. */
   get length(): number {
-    return this.lazy !== null ? this.lazy.text.length : this.s.length;
+    return this.lazy !== null ? this.lazy.content.length : this.s.length;
   }
 
   /** The visible text. */
   toString(): string {
-    return this.lazy !== null ? this.lazy.text : this.s.toString();
+    return this.lazy !== null ? this.lazy.content : this.s.toString();
   }
 
   /** The state, built first if a snapshot was loaded lazily. */
   private state(): TextState {
     const lazy = this.lazy;
     if (lazy !== null) {
-      this.s = decodeSnapshot(lazy.bytes, this.s.replica).state;
+      this.s = decodeSnapshot(lazy.bytes, this.s.replica, textContent).state;
       this.lazy = null;
     }
     return this.s;
@@ -122,11 +123,11 @@ export class TextDoc {
    */
   encodeSince(since?: ReadonlyMap<string, number>): Uint8Array {
     const s = this.state();
-    if (since === undefined) return encodeSnapshot(s);
+    if (since === undefined) return encodeSnapshot(s, textContent);
     let any = false;
     for (const n of since.values()) if (n > 0) any = true;
-    if (!any) return encodeSnapshot(s);
-    return writeDelta(s.collectOps(since));
+    if (!any) return encodeSnapshot(s, textContent);
+    return writeDelta(s.collectOps(since), textContent);
   }
 
   /**
@@ -142,12 +143,12 @@ export class TextDoc {
     if (bytes[0] === SNAPSHOT_TAG) {
       if (this.lazy === null && this.s.nextLv === 0 && this.s.pending.length === 0) {
         // Nothing here yet: keep the snapshot, checked, and build the state when needed.
-        const summary = scanSnapshot(bytes);
+        const summary = scanSnapshot(bytes, textContent);
         this.lazy = { ...summary, bytes: bytes.slice() };
-        if (summary.text.length > 0) changes.push({ pos: 0, deleted: 0, inserted: summary.text });
+        if (summary.content.length > 0) changes.push({ pos: 0, deleted: 0, inserted: summary.content });
         return changes;
       }
-      const { state, text } = decodeSnapshot(bytes, this.s.replica);
+      const { state, content: text } = decodeSnapshot(bytes, this.s.replica, textContent);
       if (this.state().nextLv === 0) {
         // Nothing here yet: take the loaded state as it is, no integration needed.
         state.pending = this.s.pending;
@@ -160,7 +161,7 @@ export class TextDoc {
       return changes;
     }
     if (bytes[0] === DELTA_TAG) {
-      const ops = readDelta(bytes);
+      const ops = readDelta(bytes, textContent);
       this.state().applyOps(ops, changes);
       return changes;
     }
@@ -174,7 +175,31 @@ export class TextDoc {
 
   /** The whole document, with the history needed to merge (deleted content is dropped). */
   encode(): Uint8Array {
-    return encodeSnapshot(this.state());
+    return encodeSnapshot(this.state(), textContent);
+  }
+
+  /**
+   * What bytes from encode() or encodeSince() hold, checked whole without building a doc: a
+   * snapshot's version, or a delta's operations as id ranges (replica, first seq, count).
+   * Replication uses it to check that a change holds what its header says. Throws DbError('corrupt').
+   */
+  static describe(
+    bytes: Uint8Array,
+  ):
+    | { kind: 'snapshot'; version: Map<string, number> }
+    | { kind: 'delta'; ops: { agent: string; seq: number; len: number }[] } {
+    if (!(bytes instanceof Uint8Array)) invalid('changes must be bytes');
+    if (bytes[0] === SNAPSHOT_TAG) {
+      const summary = scanSnapshot(bytes, textContent);
+      const version = new Map<string, number>();
+      summary.agents.forEach((a, i) => version.set(a, summary.counts[i] as number));
+      return { kind: 'snapshot', version };
+    }
+    if (bytes[0] === DELTA_TAG) {
+      const ops = readDelta(bytes, textContent).map((op) => ({ agent: op.agent, seq: op.seq, len: op.len }));
+      return { kind: 'delta', ops };
+    }
+    throw new DbError(ErrorCode.corrupt, 'corrupt text changes: unknown format');
   }
 
   /** Loads bytes from encode() (or any encodeSince) as a doc edited by `replica`. Throws DbError('corrupt'). */

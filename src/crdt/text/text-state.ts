@@ -1,31 +1,47 @@
 /**
- * The state of one text replica and the algorithm that changes it: local edits by index, remote
- * operations by id (FugueMax integration), and the op logs that encodeSince reads. Internal to
- * src/crdt/text; the public face is TextDoc. Every operation (one inserted or one deleted
- * character) gets a local version (LV) in the order this replica applied it, so every LV order is
- * a causal order and ids are single numbers in memory. Never touches ids of other replicas
- * except through the agent tables.
+ * The state of one sequence replica and the algorithm that changes it: local edits by index,
+ * remote operations by id (FugueMax integration), and the op logs that encodeSince reads.
+ * Internal to src/crdt (text and list); the public faces are TextDoc and ListDoc. Every operation
+ * (one inserted or one deleted element) gets a local version (LV) in the order this replica
+ * applied it, so every LV order is a causal order and ids are single numbers in memory. Never
+ * touches ids of other replicas except through the agent tables.
+ *
+ * SeqState knows nothing of what an element holds: its subclasses keep the content by LV
+ * (TextState: UTF-16 code units in a Uint16Array; ListState in src/crdt/list: JSON items), and
+ * the content travels as a `C` (a string, an array of items) that it only slices and measures.
  */
 import { assert } from '../../shared/assert.js';
 import { Col } from './column.js';
 import { Frag, FragTree, NO_LEAF, removeFrom, type Leaf } from './fragment-tree.js';
 import { unitsToString } from './wtf8.js';
 
-/** One visible change, as a patch: at `pos`, `deleted` code units were removed and `inserted` put in. */
-export interface TextChange {
+/** Most operations one text or list document may hold (its content is indexed by LV). */
+export const LV_MAX = 1 << 27;
+
+/** What a run of elements travels as: a string (text) or an array of items (list). */
+export interface Sliceable<C> {
+  readonly length: number;
+  slice(start?: number, end?: number): C;
+}
+
+/** One visible change, as a patch: at `pos`, `deleted` elements were removed and `inserted` put in. */
+export interface SeqChange<C> {
   pos: number;
   deleted: number;
-  inserted: string;
+  inserted: C;
 }
+
+/** One visible change of a text: at `pos`, `deleted` code units were removed and `inserted` put in. */
+export type TextChange = SeqChange<string>;
 
 /**
  * An operation in replica-independent form (ids are replica name and sequence number), as it
  * travels between replicas. `len` is the number of sequence numbers it takes: characters
  * inserted, or characters deleted.
  */
-export type RemoteOp = RemoteInsert | RemoteDelete;
+export type RemoteOp<C = string> = RemoteInsert<C> | RemoteDelete;
 
-export interface RemoteInsert {
+export interface RemoteInsert<C = string> {
   readonly kind: 'ins';
   readonly agent: string;
   readonly seq: number;
@@ -38,8 +54,8 @@ export interface RemoteInsert {
   readonly rightSeq: number;
   /** Deleted stretches: values (length << 1 | deleted) covering the run, or null when all visible. */
   readonly segs: readonly number[] | null;
-  /** The visible characters of the run, in order (deleted ones carry no content). */
-  readonly text: string;
+  /** The visible elements of the run, in order (deleted ones carry no content). */
+  readonly content: C;
 }
 
 export interface RemoteDelete {
@@ -60,7 +76,7 @@ class AgentLog {
   readonly len = new Col(4);
 }
 
-export class TextState {
+export abstract class SeqState<C extends Sliceable<C>> {
   readonly agents: string[] = [];
   readonly agentIds = new Map<string, number>();
   /** Operations held per agent: the version. */
@@ -89,11 +105,8 @@ export class TextState {
   readonly delTarget = new Col();
   readonly delDir = new Col();
 
-  /** UTF-16 code unit of every inserted character by LV (0 where unknown: deleted before we saw it). */
-  content = new Uint16Array(256);
-
   tree = new FragTree();
-  pending: RemoteOp[] = [];
+  pending: RemoteOp<C>[] = [];
 
   // Caches of the local editing path. The cursor: a leaf and the visible index of its start,
   // valid while no leaf before it changes. The typing run: the fragment last typed into, valid
@@ -127,22 +140,60 @@ export class TextState {
     return a;
   }
 
-  /** The visible text. */
-  toString(): string {
-    const out = new Uint16Array(this.tree.vis);
+  // ---- content: what the subclass keeps per LV ----
+
+  /** No content: the `inserted` of a deletion patch. */
+  protected abstract readonly empty: C;
+  /** Makes room for the content of LVs below `end` (keeping what is held). */
+  abstract reserve(end: number): void;
+  /** Replaces the content store with an empty one with room for `capacity` LVs (a snapshot's load). */
+  abstract allocate(capacity: number): void;
+  /** Stores elements from .. from+n-1 of `content` as the content of LVs lv .. lv+n-1 (room reserved). */
+  abstract put(lv: number, content: C, from: number, n: number): void;
+  /** The content of LVs lo .. hi-1 (inserted elements whose content is held). */
+  protected abstract read(lo: number, hi: number): C;
+  /** The parts joined, in order. */
+  protected abstract concat(parts: C[]): C;
+  /** The visible content from index `pos`, `len` elements (len > 0, pos + len <= length). */
+  protected abstract contentAt(pos: number, len: number): C;
+  /** The whole visible content. */
+  abstract visible(): C;
+
+  /**
+   * Calls visit(lv, n) for each stretch of visible elements from index `pos`, `len` of them in
+   * all (pos + len <= length), in document order: a generic reader for subclasses.
+   */
+  protected forVisible(pos: number, len: number, visit: (lv: number, n: number) => void): void {
+    if (len === 0) return;
+    this.tree.findLeaf(pos);
+    let skip = pos - this.tree.foundStart;
     let o = 0;
-    const c = this.content;
-    for (let leaf: Leaf | null = this.tree.head; leaf !== null; leaf = leaf.next) {
+    for (let leaf: Leaf | null = this.tree.foundLeaf; leaf !== null && o < len; leaf = leaf.next) {
       for (const f of leaf.frags) {
         if (f.deleted) continue;
-        if (f.len === 1) out[o++] = c[f.lv] as number;
-        else {
-          out.set(c.subarray(f.lv, f.lv + f.len), o);
-          o += f.len;
+        let from = f.lv;
+        let n = f.len;
+        if (skip > 0) {
+          if (skip >= n) {
+            skip -= n;
+            continue;
+          }
+          from += skip;
+          n -= skip;
+          skip = 0;
         }
+        if (n > len - o) n = len - o;
+        visit(from, n);
+        o += n;
+        if (o === len) break;
       }
     }
-    return unitsToString(out, 0, o);
+  }
+
+  /** The LV of the visible element at index p (0 <= p < length). */
+  lvAt(p: number): number {
+    const f = this.findChar(p);
+    return f.lv + this.hitOff;
   }
 
   // ---- ids and LVs ----
@@ -199,20 +250,6 @@ export class TextState {
     return f;
   }
 
-  private ensureContent(end: number): void {
-    if (end <= this.content.length) return;
-    let size = this.content.length + (this.content.length >> 1);
-    while (size < end) size *= 2;
-    const c = new Uint16Array(size);
-    c.set(this.content.subarray(0, this.nextLv));
-    this.content = c;
-  }
-
-  /** Trims spare capacity (after loading or a large merge). */
-  compact(): void {
-    if (this.content.length > this.nextLv + 64) this.content = this.content.slice(0, this.nextLv + 64);
-  }
-
   // ---- local edits ----
 
   /** The fragment holding visible character p; sets hitOff to p's offset in it. */
@@ -237,12 +274,11 @@ export class TextState {
     }
   }
 
-  localInsert(pos: number, text: string): void {
+  localInsert(pos: number, text: C): void {
     const n = text.length;
     const lv = this.nextLv;
-    this.ensureContent(lv + n);
-    const c = this.content;
-    for (let i = 0; i < n; i++) c[lv + i] = text.charCodeAt(i);
+    this.reserve(lv + n);
+    this.put(lv, text, 0, n);
     const me = this.me;
     if (this.typedLv === lv && this.typedPos === pos) {
       // Typing on: the run grows in place, nothing else to find.
@@ -385,7 +421,7 @@ export class TextState {
   // ---- remote operations ----
 
   /** Applies operations (in causal order, duplicates allowed); buffers those whose dependencies are missing. */
-  applyOps(ops: readonly RemoteOp[], changes: TextChange[]): void {
+  applyOps(ops: readonly RemoteOp<C>[], changes: SeqChange<C>[]): void {
     this.cursorLeaf = null;
     this.typedLv = -1;
     this.out = changes;
@@ -397,7 +433,7 @@ export class TextState {
     this.out = [];
   }
 
-  retryPending(changes: TextChange[]): void {
+  retryPending(changes: SeqChange<C>[]): void {
     this.cursorLeaf = null;
     this.typedLv = -1;
     this.out = changes;
@@ -410,7 +446,7 @@ export class TextState {
   private retry(): void {
     for (let progress = true; progress && this.pending.length > 0; ) {
       progress = false;
-      const rest: RemoteOp[] = [];
+      const rest: RemoteOp<C>[] = [];
       for (const op of this.pending) {
         if (this.applyOp(op)) progress = true;
         else rest.push(op);
@@ -426,7 +462,7 @@ export class TextState {
   // document when the patch is done, that is, before anything else changes the text.
 
   /** The patches being reported. */
-  private out: TextChange[] = [];
+  private out: SeqChange<C>[] = [];
   /** The growing insert patch, or -1. */
   private chPos = -1;
   private chLen = 0;
@@ -456,39 +492,8 @@ export class TextState {
   /** Ends the growing insert patch, reading its text from the document. */
   private flushInsert(): void {
     if (this.chPos < 0) return;
-    this.out.push({ pos: this.chPos, deleted: 0, inserted: this.textAt(this.chPos, this.chLen) });
+    this.out.push({ pos: this.chPos, deleted: 0, inserted: this.contentAt(this.chPos, this.chLen) });
     this.chPos = -1;
-  }
-
-  /** The visible text from `pos`, `len` code units (len > 0, pos + len <= length). */
-  private textAt(pos: number, len: number): string {
-    const out = new Uint16Array(len);
-    const c = this.content;
-    this.tree.findLeaf(pos);
-    let skip = pos - this.tree.foundStart;
-    let o = 0;
-    for (let leaf: Leaf | null = this.tree.foundLeaf; leaf !== null && o < len; leaf = leaf.next) {
-      for (const f of leaf.frags) {
-        if (f.deleted) continue;
-        let from = f.lv;
-        let n = f.len;
-        if (skip > 0) {
-          if (skip >= n) {
-            skip -= n;
-            continue;
-          }
-          from += skip;
-          n -= skip;
-          skip = 0;
-        }
-        if (n > len - o) n = len - o;
-        if (n === 1) out[o] = c[from] as number;
-        else out.set(c.subarray(from, from + n), o);
-        o += n;
-        if (o === len) break;
-      }
-    }
-    return unitsToString(out, 0, len);
   }
 
   /** Whether (name, seq) is held; -1 when not. */
@@ -527,13 +532,16 @@ export class TextState {
   }
 
   /** Applies one op; false when its dependencies are missing (nothing changed then). */
-  private applyOp(op: RemoteOp): boolean {
+  private applyOp(op: RemoteOp<C>): boolean {
     const a = this.agentIndex(op.agent);
     const have = this.seqCount[a] as number;
     if (op.seq + op.len <= have) return true;
     if (op.seq > have) return false;
     const skip = have - op.seq;
     const n = op.len - skip;
+    // Past the most a doc may hold (a few bytes of delta can claim 2^31 deleted elements): dropped
+    // like a hostile op (see allInserted), so that LVs stay small integers and content stays small.
+    if (this.nextLv + n > LV_MAX) return true;
     if (op.kind === 'del') {
       const tSeq = op.targetSeq + op.dir * skip;
       const ta = this.agentIds.get(op.targetAgent);
@@ -558,7 +566,7 @@ export class TextState {
       if (!this.isInserted(oR)) return true;
     }
     let segs = op.segs;
-    let text = op.text;
+    let text = op.content;
     if (skip > 0 && segs !== null) {
       // Drop the first `skip` characters from the stretches and the visible text.
       const out: number[] = [];
@@ -616,7 +624,7 @@ export class TextState {
       this.flushInsert();
       f.deleted = true;
       tree.addVis(f.leaf, -f.len);
-      pushChange(this.out, pos, f.len, '');
+      pushChange(this.out, pos, f.len, this.empty);
       last = this.mergeBack(f);
       x = end;
       if (x < hi) f = nx ?? this.fragAt(x);
@@ -631,10 +639,10 @@ export class TextState {
     oL: number,
     oR: number,
     segs: readonly number[] | null,
-    text: string,
+    text: C,
   ): void {
     const lv = this.nextLv;
-    this.ensureContent(lv + n);
+    this.reserve(lv + n);
     const tree = this.tree;
     // Where the run goes.
     const dest = this.integrate(oL, oR, this.agents[a] as string, seq);
@@ -643,10 +651,9 @@ export class TextState {
     if (text.length > 0) this.noteInsert(before === null ? tree.vis : tree.visIndex(before), text.length);
     this.assignLv(a, seq, n);
     // Its fragments: one per stretch of visible or deleted characters.
-    const c = this.content;
     let first: Frag;
     if (segs === null) {
-      for (let i = 0; i < n; i++) c[lv + i] = text.charCodeAt(i);
+      this.put(lv, text, 0, n);
       first = new Frag(lv, n, false, NO_LEAF, null);
       tree.insertBefore(before, first);
     } else {
@@ -657,7 +664,10 @@ export class TextState {
       for (const s of segs) {
         const l = s >>> 1;
         const del = (s & 1) === 1;
-        if (!del) for (let i = 0; i < l; i++) c[x + i] = text.charCodeAt(t++);
+        if (!del) {
+          this.put(x, text, t, l);
+          t += l;
+        }
         const f = new Frag(x, l, del, NO_LEAF, null);
         if (prev === null) {
           tree.insertBefore(before, f);
@@ -782,7 +792,7 @@ export class TextState {
   }
 
   /** Everything held that a replica at `since` lacks, as ops in LV order (a causal order). */
-  collectOps(since: ReadonlyMap<string, number> | undefined): RemoteOp[] {
+  collectOps(since: ReadonlyMap<string, number> | undefined): RemoteOp<C>[] {
     const ranges: number[][] = [];
     for (let a = 0; a < this.agents.length; a++) {
       const s = since?.get(this.agents[a] as string) ?? 0;
@@ -796,13 +806,13 @@ export class TextState {
       }
     }
     ranges.sort((x, y) => (x[0] as number) - (y[0] as number));
-    const ops: RemoteOp[] = [];
+    const ops: RemoteOp<C>[] = [];
     for (const [lo, hi, a, seq] of ranges)
       this.collectRange(lo as number, hi as number, a as number, seq as number, ops);
     return ops;
   }
 
-  private collectRange(lo: number, hi: number, a: number, seq: number, ops: RemoteOp[]): void {
+  private collectRange(lo: number, hi: number, a: number, seq: number, ops: RemoteOp<C>[]): void {
     const agent = this.agents[a] as string;
     let i = Math.max(0, this.insLv.floor(lo));
     let j = Math.max(0, this.delLv.floor(lo));
@@ -823,14 +833,13 @@ export class TextState {
     }
   }
 
-  private insertOp(e: number, x: number, end: number, agent: string, seq: number): RemoteInsert {
+  private insertOp(e: number, x: number, end: number, agent: string, seq: number): RemoteInsert<C> {
     const oL = x === this.insLv.get(e) ? this.insOL.get(e) : x - 1;
     const oR = this.insOR.get(e);
     const l = oL < 0 ? null : this.lvToId(oL);
     const r = oR < 0 ? null : this.lvToId(oR);
     let segs: number[] | null = null;
-    let text = '';
-    const parts: string[] = [];
+    const parts: C[] = [];
     let f = this.fragAt(x);
     for (let y = x; y < end; ) {
       const segEnd = Math.min(end, f.lv + f.len);
@@ -844,11 +853,11 @@ export class TextState {
         if (k >= 0 && ((segs[k] as number) & 1) === del) segs[k] = (segs[k] as number) + (segEnd - y) * 2;
         else segs.push((segEnd - y) * 2 + del);
       }
-      if (del === 0) parts.push(unitsToString(this.content, y, segEnd));
+      if (del === 0) parts.push(this.read(y, segEnd));
       y = segEnd;
       if (y < end) f = f.next as Frag;
     }
-    text = parts.length === 1 ? (parts[0] as string) : parts.join('');
+    const content = parts.length === 1 ? (parts[0] as C) : this.concat(parts);
     return {
       kind: 'ins',
       agent,
@@ -859,11 +868,11 @@ export class TextState {
       rightAgent: r === null ? null : r.agent,
       rightSeq: r === null ? 0 : r.seq,
       segs,
-      text,
+      content,
     };
   }
 
-  private deleteOps(d: number, x: number, end: number, agent: string, seq: number, ops: RemoteOp[]): void {
+  private deleteOps(d: number, x: number, end: number, agent: string, seq: number, ops: RemoteOp<C>[]): void {
     const dir = this.delDir.get(d) < 0 ? -1 : 1;
     const t = this.delTarget.get(d) + dir * (x - this.delLv.get(d));
     const n = end - x;
@@ -887,9 +896,9 @@ export class TextState {
 }
 
 /** Appends a deletion patch, merging it into the previous one when that is a deletion it touches. */
-function pushChange(changes: TextChange[], pos: number, deleted: number, inserted: ''): void {
+function pushChange<C extends Sliceable<C>>(changes: SeqChange<C>[], pos: number, deleted: number, inserted: C): void {
   const p = changes[changes.length - 1];
-  if (p !== undefined && p.inserted === inserted) {
+  if (p !== undefined && p.inserted.length === 0) {
     if (pos === p.pos) {
       p.deleted += deleted;
       return;
@@ -901,4 +910,95 @@ function pushChange(changes: TextChange[], pos: number, deleted: number, inserte
     }
   }
   changes.push({ pos, deleted, inserted });
+}
+
+/** A text: the content of each element is one UTF-16 code unit. */
+export class TextState extends SeqState<string> {
+  /** UTF-16 code unit of every inserted character by LV (0 where unknown: deleted before we saw it). */
+  content = new Uint16Array(256);
+  protected readonly empty = '';
+
+  /** The visible text. */
+  override toString(): string {
+    const out = new Uint16Array(this.tree.vis);
+    let o = 0;
+    const c = this.content;
+    for (let leaf: Leaf | null = this.tree.head; leaf !== null; leaf = leaf.next) {
+      for (const f of leaf.frags) {
+        if (f.deleted) continue;
+        if (f.len === 1) out[o++] = c[f.lv] as number;
+        else {
+          out.set(c.subarray(f.lv, f.lv + f.len), o);
+          o += f.len;
+        }
+      }
+    }
+    return unitsToString(out, 0, o);
+  }
+
+  visible(): string {
+    return this.toString();
+  }
+
+  reserve(end: number): void {
+    if (end <= this.content.length) return;
+    let size = this.content.length + (this.content.length >> 1);
+    while (size < end) size *= 2;
+    const c = new Uint16Array(size);
+    c.set(this.content.subarray(0, this.nextLv));
+    this.content = c;
+  }
+
+  /** Trims spare capacity (after loading or a large merge). */
+  compact(): void {
+    if (this.content.length > this.nextLv + 64) this.content = this.content.slice(0, this.nextLv + 64);
+  }
+
+  allocate(capacity: number): void {
+    this.content = new Uint16Array(capacity);
+  }
+
+  put(lv: number, text: string, from: number, n: number): void {
+    const c = this.content;
+    for (let i = 0; i < n; i++) c[lv + i] = text.charCodeAt(from + i);
+  }
+
+  protected read(lo: number, hi: number): string {
+    return unitsToString(this.content, lo, hi);
+  }
+
+  protected concat(parts: string[]): string {
+    return parts.join('');
+  }
+
+  /** The visible text from `pos`, `len` code units (len > 0, pos + len <= length). */
+  protected contentAt(pos: number, len: number): string {
+    const out = new Uint16Array(len);
+    const c = this.content;
+    this.tree.findLeaf(pos);
+    let skip = pos - this.tree.foundStart;
+    let o = 0;
+    for (let leaf: Leaf | null = this.tree.foundLeaf; leaf !== null && o < len; leaf = leaf.next) {
+      for (const f of leaf.frags) {
+        if (f.deleted) continue;
+        let from = f.lv;
+        let n = f.len;
+        if (skip > 0) {
+          if (skip >= n) {
+            skip -= n;
+            continue;
+          }
+          from += skip;
+          n -= skip;
+          skip = 0;
+        }
+        if (n > len - o) n = len - o;
+        if (n === 1) out[o] = c[from] as number;
+        else out.set(c.subarray(from, from + n), o);
+        o += n;
+        if (o === len) break;
+      }
+    }
+    return unitsToString(out, 0, len);
+  }
 }
