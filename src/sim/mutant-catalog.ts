@@ -30,7 +30,6 @@ import { countTotals } from './kind-model.js';
 import { chance } from './prng.js';
 import { mergeMaxW } from './workload.js';
 import { runSimulation } from './simulator.js';
-import { TEXT_COLLECTION } from './text-workload.js';
 import type { MutantSpec, SimOptions, SimResult } from './simulator.js';
 
 export interface MutantEntry {
