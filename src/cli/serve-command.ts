@@ -17,6 +17,7 @@ interface ServeFlags {
   config?: string;
   logLevel?: string;
   mergeFunctions?: string;
+  token?: string[];
 }
 
 /** Stops the server on SIGTERM/SIGINT: stop accepting, finish what is in flight, close. */
@@ -61,6 +62,11 @@ export function addServeCommand(program: Command): void {
     .option('--config <file>', 'a JSON file with the same settings (flags win)')
     .option('--log-level <level>', 'debug, info, warn, error or silent (default info)')
     .option('--merge-functions <file>', 'a JS module whose exported functions are merge functions, by name')
+    .option(
+      '--token <name:token:rights>',
+      "a client token and its rights, as calendar:TOKEN:events=rw,holidays=r (* for every collection; repeatable; replaces the config file's tokens)",
+      (v: string, all: string[] = []) => [...all, v],
+    )
     .action(async (o: ServeFlags) => {
       let config;
       try {
@@ -80,6 +86,7 @@ export function addServeCommand(program: Command): void {
             cluster: o.cluster,
             logLevel: o.logLevel,
             mergeFunctions: o.mergeFunctions,
+            tokens: o.token,
           },
           file,
           process.env,

@@ -68,6 +68,20 @@ const messageOfType: { [T in MessageType]: fc.Arbitrary<MessageOf<T>> } = {
       { nil: null },
     ),
   }),
+  refused: fc.record({
+    type: fc.constant('refused'),
+    id: uint,
+    docs: fc.array(
+      fc.record({
+        collection: text(1, WIRE_LIMITS.collectionCharsMax),
+        id: text(1, WIRE_LIMITS.docIdCharsMax),
+        code: text(1, WIRE_LIMITS.errorCodeCharsMax),
+        message: text(0, WIRE_LIMITS.errorMessageCharsMax),
+      }),
+      { maxLength: 3 },
+    ),
+    omitted: uint,
+  }),
 };
 
 const message: fc.Arbitrary<Message> = fc.oneof(...Object.values(messageOfType));

@@ -124,7 +124,7 @@ describe('decodeMessage', () => {
 
   it('refuses an unknown tag', () => {
     expect(refusal(new Uint8Array([0])).message).toMatch(/unknown message tag 0/);
-    expect(refusal(new Uint8Array([10, 0])).message).toMatch(/unknown message tag 10/);
+    expect(refusal(new Uint8Array([11, 0])).message).toMatch(/unknown message tag 11/);
   });
 
   it('refuses a frame longer than frameBytesMax before reading it', () => {

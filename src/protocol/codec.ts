@@ -5,7 +5,7 @@
  * DbError('protocol'); it never throws anything else and never returns views into its input.
  *
  *   frame = tag:byte body            (tag: hello=1 auth=2 pull=3 batch=4 ack=5 error=6 ping=7 pong=8
- *                                     presence=9)
+ *                                     presence=9 refused=10)
  *   hello = protocol:uint cluster:text replica:text context:bytes challenge:bytes
  *   auth  = proof:bytes
  *   pull  = since:uint
@@ -15,6 +15,8 @@
  *   ping  = nonce:uint                    pong  = nonce:uint
  *   presence = publisher:text room:text counter:uint hops:uint ttlMs:uint state:(0 | 1 bytes)
  *              (state: JSON text in UTF-8, not the literal null; 0 = the publisher left)
+ *   refused = id:uint count:uint refusal*count omitted:uint
+ *   refusal = collection:text id:text code:text message:text
  *
  * `protocol` comes first in hello so that a peer on another version is still identified.
  */
@@ -22,7 +24,7 @@ import { Decoder, Encoder, utf8 } from '../core/codec.js';
 import { isJsonText } from '../core/json-check.js';
 import { assert, unreachable } from '../shared/assert.js';
 import { DbError, ErrorCode, isDbError } from '../shared/errors.js';
-import type { Change, DocChange, Message, MessageType } from './messages.js';
+import type { Change, DocChange, Message, MessageType, RefusedDoc } from './messages.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 /** Bounds checked on both sides of the wire. Changing one changes the schema (see version.ts). */
@@ -45,6 +47,8 @@ export const WIRE_LIMITS = {
   /** Relays a presence update may pass: far more than any leader graph needs, a bound on a bug. */
   presenceHopsMax: 64,
   presenceTtlMsMax: 10 * 60 * 1000,
+  /** Documents one refused message lists; the rest are only counted (`omitted`). */
+  refusedDocsMax: 1000,
 } as const;
 
 export interface DecodeLimits {
@@ -62,6 +66,7 @@ const Tag = {
   ping: 7,
   pong: 8,
   presence: 9,
+  refused: 10,
 } as const satisfies Record<MessageType, number>;
 
 const typeOfTag: ReadonlyMap<number, MessageType> = new Map(
@@ -173,6 +178,17 @@ export function encodeMessage(m: Message): Uint8Array {
         w.enc.byte(1);
         w.enc.string(m.state);
       }
+      break;
+    case 'refused':
+      w.uint('id', m.id);
+      w.count('docs', m.docs.length, WIRE_LIMITS.refusedDocsMax);
+      for (const doc of m.docs) {
+        w.text(Text.collection, doc.collection);
+        w.text(Text.docId, doc.id);
+        w.text(Text.errorCode, doc.code);
+        w.text(Text.errorMessage, doc.message);
+      }
+      w.uint('omitted', m.omitted);
       break;
     default:
       unreachable(m, 'unknown message type');
@@ -302,6 +318,18 @@ function readBody(r: FrameReader): Message {
       const hops = r.bounded('hops', 0, WIRE_LIMITS.presenceHopsMax);
       const ttlMs = r.bounded('ttlMs', 1, WIRE_LIMITS.presenceTtlMsMax);
       return { type, publisher, room, counter, hops, ttlMs, state: r.presenceState() };
+    }
+    case 'refused': {
+      const id = r.uint('id');
+      const count = r.count('docs', WIRE_LIMITS.refusedDocsMax);
+      const docs: RefusedDoc[] = [];
+      for (let i = 0; i < count; i++) {
+        const collection = r.text(Text.collection);
+        const docId = r.text(Text.docId);
+        const code = r.text(Text.errorCode);
+        docs.push({ collection, id: docId, code, message: r.text(Text.errorMessage) });
+      }
+      return { type, id, docs, omitted: r.uint('omitted') };
     }
     default:
       return unreachable(type, 'unknown message type');

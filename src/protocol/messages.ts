@@ -16,6 +16,15 @@ export interface Change {
   readonly docs: readonly DocChange[];
 }
 
+/** One document of a batch that the receiver refused: not applied, and never will be. */
+export interface RefusedDoc {
+  readonly collection: string;
+  readonly id: string;
+  /** An ErrorCode, `forbidden` for a client token without the right to write the collection. */
+  readonly code: string;
+  readonly message: string;
+}
+
 export type Message =
   /**
    * First message of each side. `context` is the sender's encoded CausalContext (opaque here);
@@ -44,6 +53,18 @@ export type Message =
       readonly toSeq: number;
       readonly changes: readonly Change[];
       readonly context: Uint8Array | null;
+    }
+  /**
+   * Documents of batch `id` the receiver did not apply and never will (a client token without
+   * the right to write their collection). Sent just before that batch's ack, which covers them
+   * all the same: the sender does not offer them again. `omitted` counts the refused documents
+   * past WIRE_LIMITS.refusedDocsMax that the list leaves out.
+   */
+  | {
+      readonly type: 'refused';
+      readonly id: number;
+      readonly docs: readonly RefusedDoc[];
+      readonly omitted: number;
     }
   /** Batch `id` is applied and durable up to `toSeq`. */
   | { readonly type: 'ack'; readonly id: number; readonly toSeq: number }
@@ -78,6 +99,7 @@ export const MessageType = {
   ping: 'ping',
   pong: 'pong',
   presence: 'presence',
+  refused: 'refused',
 } as const satisfies { readonly [T in Message['type']]: T };
 export type MessageType = Message['type'];
 

@@ -20,6 +20,7 @@ const RECORDED: readonly { readonly version: number; readonly digest: string }[]
   { version: 1, digest: '622c5f010ee5d790c4309dcc72e635e367ff6a3da4bf311da3164708ab620605' },
   { version: 2, digest: '3fbe89d7e0130082a8793e907a2588f87772203790527d248671ab7a91902e83' },
   { version: 3, digest: 'bf51670b72bfc7147ebee5aa77505bec6e7f232422090586f1d8e25306f986dc' },
+  { version: 4, digest: '56b4f1c959753edebf798b6ac57bbd115fb144e73a9d9238cf3c0e67f148ccec' },
 ];
 
 const hlc = { ms: 1_795_000_000_000, c: 2 };
@@ -107,6 +108,22 @@ const SAMPLES: { readonly [T in MessageType]: readonly MessageOf<T>[] } = {
       state: '{"name":"Ana","color":"#e33","cursor":{"anchor":3,"head":9}}',
     },
     { type: 'presence', publisher: 'paris-1~k3j9x', room: 'notes/n1', counter: 8, hops: 2, ttlMs: 30_000, state: null },
+  ],
+  refused: [
+    {
+      type: 'refused',
+      id: 17,
+      docs: [
+        {
+          collection: 'notes',
+          id: 'n1',
+          code: 'forbidden',
+          message: 'token "calendar-app" has no right on collection notes: writing needs read-write',
+        },
+      ],
+      omitted: 3,
+    },
+    { type: 'refused', id: 18, docs: [], omitted: 0 },
   ],
 };
 

@@ -11,4 +11,7 @@
 // 3 (2026-11-30): presence message (tag 9): ephemeral per-publisher state in rooms, relayed
 //    between sessions. A version 2 peer would close the session on the unknown tag, and the
 //    hello accepts only an equal version, so mixed versions now fail at hello with a clear code.
-export const PROTOCOL_VERSION = 3;
+// 4 (2026-11-30): refused message (tag 10): the documents of a batch a receiver will never
+//    apply (a client token without the right to write their collection), sent before the
+//    batch's ack. A version 3 peer would close the session on the unknown tag.
+export const PROTOCOL_VERSION = 4;

@@ -13,6 +13,8 @@ import { decodeContext, encodeContext } from './replica.js';
 import { initialSession, step } from './session.js';
 import type { Effect, SessionEvent, SessionState } from './session.js';
 import type { PeerAuth } from './peer-auth.js';
+import type { ClientCredential } from './session-access.js';
+import type { MessageOf } from '../protocol/index.js';
 import type { PresenceHub, PresenceMessage, PresencePort } from './presence.js';
 import type { TimerHandle } from '../env/env.js';
 
@@ -24,6 +26,16 @@ export interface SessionOptions {
   batchDocs?: number;
   /** Proof of the cluster secret, both ways; without it, any peer is accepted. */
   auth?: PeerAuth;
+  /**
+   * A server with client tokens sets what the connection presented (session-access.ts): a
+   * session that does not prove the cluster secret then runs with that token's grant.
+   */
+  client?: ClientCredential;
+  /**
+   * Told when the peer refuses documents we sent (a server refusing writes this client's token
+   * does not allow). They stay here; the peer has acked past them and will not ask again.
+   */
+  onRefused?: (refusal: MessageOf<'refused'>) => void;
   /**
    * A ping goes out every `heartbeatMs` (default 2,000); a session that hears nothing for
    * `deadAfterMs` (default 6,000) is closed with code `timeout`. A cut TCP link does not
@@ -43,6 +55,8 @@ export interface SessionOptions {
 
 export interface SessionInfo {
   peer: string | null;
+  /** The name of the client token the session runs with; null for a peer with full rights. */
+  client: string | null;
   phase: SessionState['phase'];
   /** The peer's feed seq we have applied through. */
   checkpoint: number;
@@ -89,6 +103,7 @@ export class SessionDriver {
       cluster: options.cluster ?? 'default',
       window: options.window ?? 4,
       ...(options.auth === undefined ? {} : { auth: options.auth }),
+      ...(options.client === undefined ? {} : { client: options.client }),
     });
     this.batchDocs = options.batchDocs ?? 500;
   }
@@ -112,6 +127,7 @@ export class SessionDriver {
     const behind = Math.max(0, this.replica.seq - s.acked);
     return {
       peer: s.peer,
+      client: s.grant?.name ?? null,
       phase: s.phase,
       checkpoint: s.checkpoint,
       acked: s.acked,
@@ -243,6 +259,14 @@ export class SessionDriver {
     switch (e.type) {
       case 'send':
         this.conn.send(encodeMessage(e.message));
+        if (e.message.type === 'refused') {
+          this.options.env.logger.log('info', 'refused client writes its token does not allow', {
+            peer: this.state.peer,
+            token: this.state.grant?.name,
+            docs: e.message.docs.length + e.message.omitted,
+            collections: [...new Set(e.message.docs.map((d) => d.collection))],
+          });
+        }
         if (e.message.type === 'batch') {
           let docs = 0;
           for (const c of e.message.changes) docs += c.docs.length;
@@ -338,6 +362,14 @@ export class SessionDriver {
       }
       case 'presence':
         this.presencePort?.receive(e.message);
+        return;
+      case 'refused':
+        try {
+          this.options.onRefused?.(e.message);
+        } catch (err) {
+          // A listener's bug must not end the session.
+          this.options.env.logger.log('error', 'a refusal listener threw', { error: (err as Error).message });
+        }
         return;
       case 'close':
         this.detachPresence();

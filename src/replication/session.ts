@@ -10,10 +10,17 @@
  *   <- batch ... ack -> the sender streams feed batches, at most `window` unacked, then
  *                       keeps streaming live changes as its feed grows
  * A received batch is applied with its checkpoint in one transaction, then acked.
+ *
+ * A client session (a server with client tokens, a connection that presented one) runs with
+ * its token's grant: the batches it sends are applied without the documents it may not write,
+ * which are named in a `refused` message before the batch's ack (the ack still covers them, so
+ * they are never offered again), and the batches it receives hold only what it may read.
  */
-import { PROTOCOL_VERSION } from '../protocol/index.js';
-import type { Message } from '../protocol/index.js';
+import { PROTOCOL_VERSION, WIRE_LIMITS } from '../protocol/index.js';
+import type { Message, RefusedDoc } from '../protocol/index.js';
 import type { PeerAuth } from './peer-auth.js';
+import { governingCollection, mayRead, readsEverything, writeRefusal, writesEverything } from './session-access.js';
+import type { ClientCredential, TokenGrant } from './session-access.js';
 
 export type BatchMessage = Extract<Message, { type: 'batch' }>;
 
@@ -24,6 +31,12 @@ export interface SessionConfig {
   window: number;
   /** With a cluster secret: the peer must prove it knows it before anything else. */
   auth?: PeerAuth;
+  /**
+   * Set on a server with client tokens: what the connection presented. A peer that proves the
+   * cluster secret keeps full rights; any other session runs with the token's grant, or is
+   * closed with `unauthorized` when it presented no valid token.
+   */
+  client?: ClientCredential;
 }
 
 export interface SessionState {
@@ -35,6 +48,8 @@ export interface SessionState {
   /** The peer's causal context from its hello, held until it has authenticated. */
   readonly peerContext: Uint8Array | null;
   readonly closeReason: { code: string; message: string } | null;
+  /** The client token's grant this session runs with; null for full rights (a peer, an open server). */
+  readonly grant: TokenGrant | null;
   // Receiving side: what we pull from the peer.
   /** The peer feed seq we have durably applied through. */
   readonly checkpoint: number;
@@ -43,6 +58,8 @@ export interface SessionState {
   /** True once we sent pull: a batch before that was not asked for. */
   readonly pulled: boolean;
   readonly applying: boolean;
+  /** The documents of the batch being applied that were left out of it, told before its ack. */
+  readonly refusing: readonly RefusedDoc[];
   readonly inbox: readonly BatchMessage[];
   // Sending side: what the peer pulls from us.
   readonly pulling: boolean;
@@ -75,7 +92,10 @@ export type SessionEvent =
 export type Effect =
   | { type: 'send'; message: Message }
   | { type: 'read'; afterSeq: number }
+  /** Applies `batch`, from which the documents the session may not write were already removed. */
   | { type: 'apply'; batch: BatchMessage }
+  /** The peer refused documents of a batch we sent (a server refusing this client's writes). */
+  | { type: 'refused'; message: Extract<Message, { type: 'refused' }> }
   | { type: 'peer-known'; peer: string; context: Uint8Array }
   /** A presence update from the peer, for the presence hub (presence.ts); never stored. */
   | { type: 'presence'; message: Extract<Message, { type: 'presence' }> }
@@ -89,10 +109,12 @@ export function initialSession(config: SessionConfig): SessionState {
     challenge: new Uint8Array(0),
     peerContext: null,
     closeReason: null,
+    grant: null,
     checkpoint: 0,
     expectFrom: 0,
     pulled: false,
     applying: false,
+    refusing: [],
     inbox: [],
     pulling: false,
     cursor: 0,
@@ -127,9 +149,49 @@ function maybeRead(s: SessionState, effects: Effect[]): SessionState {
 
 function maybeApply(s: SessionState, effects: Effect[]): SessionState {
   if (s.applying || s.inbox.length === 0 || s.phase !== 'open') return s;
-  const [batch, ...rest] = s.inbox as [BatchMessage, ...BatchMessage[]];
+  const [received, ...rest] = s.inbox as [BatchMessage, ...BatchMessage[]];
+  const { batch, refused } = s.grant === null ? { batch: received, refused: [] } : writable(received, s.grant);
   effects.push({ type: 'apply', batch });
-  return { ...s, applying: true, inbox: rest };
+  return { ...s, applying: true, refusing: refused, inbox: rest };
+}
+
+/**
+ * The part of a client's batch its grant may write, document by document: the rest can never
+ * be applied, whichever way it is grouped, and holding back the writable documents with it
+ * would only delay them. The client's causal context is dropped: it counts the refused writes,
+ * and joined here it would tell every replica downstream that they are held.
+ */
+function writable(batch: BatchMessage, grant: TokenGrant): { batch: BatchMessage; refused: RefusedDoc[] } {
+  if (writesEverything(grant)) return { batch, refused: [] };
+  const refused: RefusedDoc[] = [];
+  const changes: BatchMessage['changes'][number][] = [];
+  for (const change of batch.changes) {
+    const docs = change.docs.filter((d) => {
+      const why = writeRefusal(grant, governingCollection(d.collection, d.id));
+      if (why !== null) refused.push({ collection: d.collection, id: d.id, code: 'forbidden', message: why });
+      return why === null;
+    });
+    if (docs.length > 0) changes.push(docs.length === change.docs.length ? change : { docs });
+  }
+  return { batch: { ...batch, changes, context: null }, refused };
+}
+
+/**
+ * The part of our batch a client's grant may read. Our causal context stays home too: joined
+ * at the client it would claim documents the client never received, and the client would
+ * then tell any other replica it syncs with that it holds them.
+ */
+function readable(
+  batch: Extract<SessionEvent, { type: 'batch-read' }>['batch'],
+  grant: TokenGrant,
+): Extract<SessionEvent, { type: 'batch-read' }>['batch'] {
+  if (readsEverything(grant)) return batch;
+  const changes: BatchMessage['changes'][number][] = [];
+  for (const change of batch.changes) {
+    const docs = change.docs.filter((d) => mayRead(grant, governingCollection(d.collection, d.id)));
+    if (docs.length > 0) changes.push(docs.length === change.docs.length ? change : { docs });
+  }
+  return { ...batch, changes, context: null };
 }
 
 export function step(s: SessionState, ev: SessionEvent): Step {
@@ -161,7 +223,7 @@ export function step(s: SessionState, ev: SessionEvent): Step {
     case 'batch-read': {
       if (!s.reading) return fail(s, 'internal', 'batch read without a request', false);
       let next: SessionState = { ...s, reading: false };
-      const b = ev.batch;
+      const b = s.grant === null ? ev.batch : readable(ev.batch, s.grant);
       if (b.toSeq > s.cursor) {
         effects.push({
           type: 'send',
@@ -188,8 +250,13 @@ export function step(s: SessionState, ev: SessionEvent): Step {
     }
     case 'batch-applied': {
       if (!s.applying) return fail(s, 'internal', 'batch applied without a request', false);
+      if (s.refusing.length > 0) {
+        const docs = s.refusing.slice(0, WIRE_LIMITS.refusedDocsMax);
+        const omitted = s.refusing.length - docs.length;
+        effects.push({ type: 'send', message: { type: 'refused', id: ev.id, docs, omitted } });
+      }
       effects.push({ type: 'send', message: { type: 'ack', id: ev.id, toSeq: ev.toSeq } });
-      const next = { ...s, applying: false, checkpoint: ev.toSeq };
+      const next = { ...s, applying: false, refusing: [], checkpoint: ev.toSeq };
       return { state: maybeApply(next, effects), effects };
     }
     case 'failed':
@@ -233,12 +300,26 @@ function receive(s: SessionState, m: Message): Step {
     }
     case 'auth': {
       if (s.phase !== 'authenticating' || s.peer === null) return fail(s, 'protocol', 'unexpected auth');
-      if (s.config.auth !== undefined && !s.config.auth.verify(s.challenge, s.peer, m.proof)) {
+      const { auth, client } = s.config;
+      const proved = auth !== undefined && auth.verify(s.challenge, s.peer, m.proof);
+      let grant: TokenGrant | null = null;
+      if (!proved && client !== undefined) {
+        // Tokens are configured: without the cluster secret, a session is a client's.
+        if (client === 'none' || client === 'invalid') {
+          const presented = client === 'none' ? 'none was presented' : 'the token presented is not valid';
+          return fail(
+            s,
+            'unauthorized',
+            `${s.peer} is refused: this server needs a client token (the token query parameter of the upgrade request) or the cluster secret, and ${presented}`,
+          );
+        }
+        grant = client;
+      } else if (!proved && auth !== undefined) {
         return fail(s, 'unauthorized', `peer ${s.peer} did not prove it knows the cluster secret`);
       }
       // The driver loads our checkpoint for this peer and answers with checkpoint-loaded.
       effects.push({ type: 'peer-known', peer: s.peer, context: s.peerContext ?? new Uint8Array([0]) });
-      return { state: { ...s, phase: 'open', peerContext: null }, effects };
+      return { state: { ...s, phase: 'open', peerContext: null, grant }, effects };
     }
     case 'pull': {
       if (s.phase !== 'open') return fail(s, 'protocol', 'pull before hello');
@@ -269,6 +350,14 @@ function receive(s: SessionState, m: Message): Step {
       }
       const next = { ...s, inflight: s.inflight - 1, unacked: rest, acked: oldest.toSeq };
       return { state: maybeRead(next, effects), effects };
+    }
+    case 'refused': {
+      // Always just before the ack of the oldest batch in flight.
+      if (s.phase !== 'open' || s.unacked[0]?.id !== m.id) {
+        return fail(s, 'protocol', `refusal for batch ${m.id}, which is not the oldest batch in flight`);
+      }
+      effects.push({ type: 'refused', message: m });
+      return { state: s, effects };
     }
     case 'error':
       return fail(s, m.code, `peer closed the session: ${m.message}`, false);

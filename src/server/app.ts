@@ -13,6 +13,8 @@ import { createMetrics } from './metrics.js';
 import type { Metrics } from './metrics.js';
 import type { PeerStatus } from './peer-status.js';
 import { registerWebPages } from './web-pages.js';
+import { redactUrl } from './client-tokens.js';
+import type { TokenRegistry } from './client-tokens.js';
 import type { WebPagesOptions } from './web-pages.js';
 
 const MiB = 1024 * 1024;
@@ -39,13 +41,15 @@ export interface AppDeps {
   sseHeartbeatMs?: number;
   /** The browser pages (web-pages.ts): the built directory (null: none) and the cluster they sync in. */
   web?: WebPagesOptions;
+  /** Client tokens; absent or empty: any client may read and write. */
+  tokens?: TokenRegistry;
 }
 
 export function buildApp(deps: AppDeps): { app: FastifyInstance; metrics: Metrics } {
   const peers = deps.peers ?? ((): PeerStatus[] => []);
   const logger = deps.logger ?? false;
   const app: FastifyInstance = Fastify({
-    ...(isLoggerInstance(logger) ? { loggerInstance: logger } : { logger }),
+    ...(isLoggerInstance(logger) ? { loggerInstance: logger } : { logger: withRedactedUrls(logger) }),
     bodyLimit: deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     routerOptions: { maxParamLength: PARAM_CHARS_MAX },
     ajv: { customOptions: { ...ajvOptions } },
@@ -74,9 +78,35 @@ export function buildApp(deps: AppDeps): { app: FastifyInstance; metrics: Metric
     peers,
     isShuttingDown: deps.isShuttingDown ?? ((): boolean => false),
     ...(deps.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: deps.sseHeartbeatMs }),
+    ...(deps.tokens === undefined ? {} : { tokens: deps.tokens }),
   });
   registerWebPages(app, deps.web);
   return { app, metrics };
+}
+
+/**
+ * Fastify logs each request's url: a `?token=` (EventSource's way to send one) is masked. A
+ * logger instance passed in keeps its own serializers.
+ */
+function withRedactedUrls(
+  logger: Exclude<FastifyServerOptions['logger'], undefined>,
+): Exclude<FastifyServerOptions['logger'], undefined> {
+  if (logger === false) return logger;
+  const options = logger === true ? {} : logger;
+  return {
+    ...options,
+    serializers: {
+      ...options.serializers,
+      // Fastify's own serializer, the url masked.
+      req: (req) => ({
+        method: req.method,
+        url: redactUrl(req.url),
+        host: req.host,
+        remoteAddress: req.ip,
+        ...(req.socket?.remotePort === undefined ? {} : { remotePort: req.socket.remotePort }),
+      }),
+    },
+  };
 }
 
 function isLoggerInstance(logger: AppDeps['logger']): logger is FastifyBaseLogger {

@@ -44,32 +44,54 @@ function read(db: Database, since: number, limit: number | undefined): Promise<C
 
 /**
  * Answers as soon as the feed has an entry after `since`, or after `timeoutMs` (or an abort)
- * with whatever is there then, usually nothing: `{ results: [], last_seq: since }`.
+ * with whatever is there then, usually nothing: `{ results: [], last_seq: since }`. A read that
+ * comes back empty though the feed moved (a token's filter left everything out) waits on from
+ * its `last_seq`.
  */
 export async function longpoll<T extends { seq: number } = FeedEntry>(
   db: Database,
   options: { since: number; limit?: number; timeoutMs: number; signal?: AbortSignal; source?: FeedSource<T> },
 ): Promise<ChangesPage<T>> {
-  const { since, limit, signal } = options;
+  const { limit, signal } = options;
   const source = options.source ?? (changesSource(db) as unknown as FeedSource<T>);
-  let wake!: () => void;
-  const woken = new Promise<void>((resolve) => (wake = resolve));
+  let cursor = options.since;
+  let over = false;
+  // Set by a change after the cursor, so one committed between a read and the wait still wakes it.
+  let dirty = false;
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const end = (): void => {
+    over = true;
+    poke();
+  };
   const unsubscribe = source.subscribe((e) => {
-    if (e.seq > since) wake();
+    if (e.seq > cursor) {
+      dirty = true;
+      poke();
+    }
   });
-  const timer = setTimeout(wake, options.timeoutMs);
-  signal?.addEventListener('abort', wake, { once: true });
+  const timer = setTimeout(end, options.timeoutMs);
+  signal?.addEventListener('abort', end, { once: true });
+  if (signal?.aborted === true) over = true;
   try {
-    const first = await source.read(since, limit);
-    if (first.results.length > 0 || signal?.aborted === true) return first;
-    await woken;
-    // Woken by a change, the timeout or an abort alike: read again, as a change may have
-    // committed just as the timer fired.
-    return await source.read(since, limit);
+    let page = await source.read(cursor, limit);
+    while (page.results.length === 0 && !over) {
+      cursor = Math.max(cursor, page.last_seq);
+      if (!dirty) await new Promise<void>((resolve) => (wake = resolve));
+      dirty = false;
+      // Woken by a change, the timeout or an abort alike: read again, as a change may have
+      // committed just as the timer fired.
+      page = await source.read(cursor, limit);
+    }
+    return page;
   } finally {
     unsubscribe();
     clearTimeout(timer);
-    signal?.removeEventListener('abort', wake);
+    signal?.removeEventListener('abort', end);
   }
 }
 

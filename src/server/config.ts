@@ -6,6 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { checkReplicaId } from '../core/names.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
+import { parseTokens } from './client-tokens.js';
+import type { ClientToken } from './client-tokens.js';
 
 export interface ServerConfig {
   id: string;
@@ -22,6 +24,11 @@ export interface ServerConfig {
   deadAfterMs: number;
   /** A JS module whose exported functions are merge functions, by export name. */
   mergeFunctions: string | undefined;
+  /**
+   * Client tokens and their rights by collection (client-tokens.ts); empty: any client may
+   * read and write. From the file's `tokens` or the `--token` flags (which replace the file's).
+   */
+  tokens?: readonly ClientToken[];
 }
 
 export const DEFAULTS = {
@@ -45,6 +52,7 @@ const KEYS = [
   'heartbeatMs',
   'deadAfterMs',
   'mergeFunctions',
+  'tokens',
 ];
 
 function bad(message: string): DbError {
@@ -132,6 +140,7 @@ export function resolveConfig(
   if (mergeFunctions !== undefined && (typeof mergeFunctions !== 'string' || mergeFunctions.length === 0)) {
     throw bad('--merge-functions must be the path of a JS module exporting merge functions');
   }
+  const tokens = parseTokens(pick('tokens'));
   return {
     id: id as string,
     port,
@@ -144,5 +153,6 @@ export function resolveConfig(
     heartbeatMs,
     deadAfterMs,
     mergeFunctions: mergeFunctions as string | undefined,
+    tokens,
   };
 }

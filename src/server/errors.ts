@@ -5,6 +5,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DbError, ErrorCode } from '../client/index.js';
+import { redactUrl } from './client-tokens.js';
 
 /** Codes the HTTP layer adds: they describe a request's bytes or a server fault, never the engine's decisions. */
 export const HttpErrorCode = {
@@ -116,7 +117,7 @@ export function describeError(e: unknown): { status: number; body: ErrorBody } {
 export function sendError(e: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const { status, body } = describeError(e);
   if (status === 503) request.log.warn({ err: e }, body.message);
-  else if (status >= 500) request.log.error({ err: e }, `${request.method} ${request.url} failed`);
+  else if (status >= 500) request.log.error({ err: e }, `${request.method} ${redactUrl(request.url)} failed`);
   return reply.code(status).type('application/json; charset=utf-8').send(body);
 }
 

@@ -5,13 +5,22 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DbError, ErrorCode } from '../client/index.js';
-import type { Database, JsonValue, WriteOp, WriteResult } from '../client/index.js';
+import type { Database, FeedEntry, JsonValue, WriteOp, WriteResult } from '../client/index.js';
 import { LiveFeeds, longpoll, streamChanges } from './changes-feed.js';
 import type { FeedSource } from './changes-feed.js';
 import type { ConflictEntry, PatchOp } from '../client/index.js';
 import { HttpError, HttpErrorCode } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { PeerStatus } from './peer-status.js';
+import {
+  governingCollection,
+  mayRead,
+  readRefusal,
+  readsEverything,
+  writeRefusal,
+} from '../replication/session-access.js';
+import type { TokenGrant } from '../replication/session-access.js';
+import type { TokenRegistry } from './client-tokens.js';
 
 export interface HttpApiDeps {
   db: Database;
@@ -21,6 +30,8 @@ export interface HttpApiDeps {
   isShuttingDown: () => boolean;
   /** Interval of the `: heartbeat` comment on event streams (default 15 s). */
   sseHeartbeatMs?: number;
+  /** Client tokens: when configured, every route but /metrics needs one (see docs/http-api.md). */
+  tokens?: TokenRegistry;
 }
 
 /**
@@ -243,6 +254,72 @@ function toWriteOps(body: BatchBody): WriteOp[] {
   });
 }
 
+// ---------------------------------------------------------------- access
+
+/** Routes open without a token: metrics are for operators (no document data; bind or proxy them). */
+const OPEN_ROUTES: ReadonlySet<string> = new Set(['/metrics']);
+
+/**
+ * Removes `?token=` from the query, before validation (the routes' querystring schemas know
+ * nothing of it), and returns it. Only a GET may carry it: EventSource sets no headers, and
+ * anything else has no excuse to put a token where proxies log it.
+ */
+function takeQueryToken(request: FastifyRequest): unknown {
+  const query = request.query as Record<string, unknown> | undefined;
+  const fromQuery = query?.['token'];
+  if (fromQuery === undefined) return undefined;
+  delete query?.['token'];
+  if (request.method !== 'GET') {
+    throw new DbError(
+      ErrorCode.invalidInput,
+      '?token= is accepted on GET only (for EventSource): send Authorization: Bearer TOKEN',
+    );
+  }
+  return fromQuery;
+}
+
+/** The token of a request: `Authorization: Bearer TOKEN`, or `?token=` on a GET. */
+function presentedToken(request: FastifyRequest, fromQuery: unknown): string | undefined {
+  const header = request.headers.authorization;
+  if (header !== undefined) {
+    const m = /^Bearer +(\S+) *$/i.exec(header);
+    if (m === null) throw new DbError(ErrorCode.unauthorized, 'the Authorization header must be "Bearer TOKEN"');
+    if (fromQuery !== undefined) {
+      throw new DbError(ErrorCode.invalidInput, 'send the token once: in the Authorization header or in ?token=');
+    }
+    return m[1];
+  }
+  if (Array.isArray(fromQuery)) throw new DbError(ErrorCode.invalidInput, 'send ?token= once');
+  return typeof fromQuery === 'string' ? fromQuery : undefined;
+}
+
+/** Throws forbidden unless `grant` (null: no tokens, anything goes) may read, or write, `collection`. */
+function need(grant: TokenGrant | null, right: 'read' | 'write', collection: string): void {
+  if (grant === null) return;
+  const why = right === 'read' ? readRefusal(grant, collection) : writeRefusal(grant, collection);
+  if (why !== null) throw new DbError(ErrorCode.forbidden, why);
+}
+
+/** Entries of collections `grant` may not read are left out (their documents' settings too). */
+function readableBy<T extends { collection: string; id: string }>(grant: TokenGrant | null, entries: T[]): T[] {
+  if (grant === null || readsEverything(grant)) return entries;
+  return entries.filter((e) => mayRead(grant, governingCollection(e.collection, e.id)));
+}
+
+/** Every route of this API, for the token check; other routes (the web pages) are static and open. */
+const API_ROUTES: ReadonlySet<string> = new Set([
+  '/db/:collection/_config',
+  '/db/:collection/:id',
+  '/db/:collection',
+  '/db/_batch',
+  '/conflicts',
+  '/changes',
+  '/status',
+]);
+
+/** Pages the changes feed scanned per read when a token's filter keeps nothing: a bound on one request's work. */
+const FILTERED_PAGES_MAX = 100;
+
 // ---------------------------------------------------------------- routes
 
 /**
@@ -255,6 +332,46 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
   let closing = false;
   const shuttingDown = (): boolean => closing || deps.isShuttingDown();
   const heartbeatMs = deps.sseHeartbeatMs ?? HEARTBEAT_DEFAULT_MS;
+  const tokens = deps.tokens?.configured === true ? deps.tokens : undefined;
+  /** Each request's grant; absent: no tokens configured, or an open route. */
+  const grants = new WeakMap<FastifyRequest, TokenGrant>();
+  const grantOf = (request: FastifyRequest): TokenGrant | null => grants.get(request) ?? null;
+
+  // First of every request's hooks, so a request without a valid token learns nothing else
+  // (not even that the server is shutting down).
+  app.addHook('onRequest', async (request, reply) => {
+    const fromQuery = takeQueryToken(request);
+    const route = request.routeOptions.url;
+    if (tokens === undefined || route === undefined || OPEN_ROUTES.has(route) || !API_ROUTES.has(route)) return;
+    const credential = tokens.resolve(presentedToken(request, fromQuery));
+    if (typeof credential === 'object') {
+      grants.set(request, credential);
+      return;
+    }
+    reply.header('www-authenticate', 'Bearer realm="polyarch"');
+    throw new DbError(
+      ErrorCode.unauthorized,
+      credential === 'none'
+        ? 'this server needs a client token: send Authorization: Bearer TOKEN (or ?token= on a GET)'
+        : 'the client token is not valid',
+    );
+  });
+  const changesFor = async (
+    grant: TokenGrant | null,
+    since: number,
+    limit: number | undefined,
+  ): Promise<{ results: FeedEntry[]; last_seq: number }> => {
+    const page = limit === undefined ? {} : { limit };
+    let read = await db.changes({ since, ...page });
+    if (grant === null || readsEverything(grant)) return read;
+    // A page all of other collections says little: read on, so a live form has something to wake for.
+    let results = readableBy(grant, read.results);
+    for (let pages = 1; results.length === 0 && read.results.length > 0 && pages < FILTERED_PAGES_MAX; pages++) {
+      read = await db.changes({ since: read.last_seq, ...page });
+      results = readableBy(grant, read.results);
+    }
+    return { results, last_seq: read.last_seq };
+  };
 
   // A closing server ends its live feeds instead of waiting out their timeouts.
   app.addHook('preClose', async () => {
@@ -284,6 +401,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     { schema: { params: collectionParams, querystring: noQuery } },
     async (request) => {
       const { collection } = request.params;
+      need(grantOf(request), 'read', collection);
       return { collection, ...db.collection(collection).config() };
     },
   );
@@ -293,6 +411,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     { onRequest: refuseWhileShuttingDown, schema: { params: collectionParams, querystring: noQuery, body: {} } },
     async (request) => {
       const { collection } = request.params;
+      need(grantOf(request), 'write', collection);
       if (request.body === undefined) {
         throw new HttpError(
           400,
@@ -314,6 +433,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     },
     async (request, reply) => {
       const { collection, id } = request.params;
+      need(grantOf(request), 'write', collection);
       const { version } = writeConditions(request.headers, false);
       const result = await db
         .collection(collection)
@@ -329,6 +449,8 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     async (request, reply) => {
       const { collection, after, limit, feed = 'normal' } = request.query;
       const scope = collection === undefined ? {} : { collection };
+      const grant = grantOf(request);
+      if (collection !== undefined) need(grant, 'read', collection);
       if (feed === 'normal') {
         if (request.query.since !== undefined) {
           throw new DbError(
@@ -341,7 +463,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
           ...(after === undefined ? {} : { after }),
           ...(limit === undefined ? {} : { limit }),
         });
-        return { results: page.results, next: page.next };
+        return { results: readableBy(grant, page.results), next: page.next };
       }
       if (after !== undefined) throw new DbError(ErrorCode.invalidInput, 'the live forms take since, not after');
       if (closing) throw new DbError(ErrorCode.unavailable, 'this server is closing');
@@ -352,10 +474,14 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
             after: String(since),
             ...(max === undefined ? {} : { limit: max }),
           });
-          return { results: page.results, last_seq: page.last_seq };
+          return { results: readableBy(grant, page.results), last_seq: page.last_seq };
         },
         subscribe: (l) =>
-          db.onConflict((e) => (collection === undefined || e.collection === collection ? l(e) : undefined)),
+          db.onConflict((e) =>
+            (collection === undefined || e.collection === collection) && readableBy(grant, [e]).length > 0
+              ? l(e)
+              : undefined,
+          ),
       };
       const since = request.query.since ?? 0;
       if (feed === 'longpoll') {
@@ -398,6 +524,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     },
     async (request, reply) => {
       const { collection, id } = request.params;
+      need(grantOf(request), 'write', collection);
       if (request.body === undefined) {
         throw new HttpError(400, HttpErrorCode.invalidJson, 'a PUT needs a JSON body (content-type: application/json)');
       }
@@ -413,6 +540,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     { schema: { params: docParams, querystring: noQuery } },
     async (request, reply) => {
       const { collection, id } = request.params;
+      need(grantOf(request), 'read', collection);
       const doc = await db.collection(collection).get(id);
       if (doc === null) throw new DbError(ErrorCode.notFound, `${collection}/${id} does not exist`);
       return reply.header('etag', etagOf(doc.version)).send(doc);
@@ -424,6 +552,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     { onRequest: refuseWhileShuttingDown, schema: { params: docParams, querystring: noQuery, headers: writeHeaders } },
     async (request) => {
       const { collection, id } = request.params;
+      need(grantOf(request), 'write', collection);
       const result = await db.collection(collection).delete(id, writeConditions(request.headers, false));
       metrics.writes.inc();
       return written(result);
@@ -435,6 +564,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     { schema: { params: collectionParams, querystring: listQuery } },
     async (request) => {
       const { after, limit } = request.query;
+      need(grantOf(request), 'read', request.params.collection);
       return db.collection(request.params.collection).list({
         ...(after === undefined ? {} : { after }),
         ...(limit === undefined ? {} : { limit }),
@@ -452,7 +582,10 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
       schema: { querystring: noQuery, body: batchBody },
     },
     async (request) => {
-      const results = await db.batch(toWriteOps(request.body));
+      const ops = toWriteOps(request.body);
+      // All or nothing, like the batch itself: one op the token may not write refuses it whole.
+      for (const op of ops) need(grantOf(request), 'write', governingCollection(op.collection, op.id));
+      const results = await db.batch(ops);
       metrics.writes.inc(results.length);
       return { results: results.map((r) => ({ collection: r.collection, id: r.id, version: r.version })) };
     },
@@ -465,7 +598,12 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
       const { limit, feed = 'normal' } = request.query;
       const since = request.query.since ?? 0;
       const page = limit === undefined ? {} : { limit };
-      if (feed === 'normal') return db.changes({ since, ...page });
+      const grant = grantOf(request);
+      const source: FeedSource<FeedEntry> = {
+        read: (from, max) => changesFor(grant, from, max),
+        subscribe: (l) => db.subscribe(l),
+      };
+      if (feed === 'normal') return changesFor(grant, since, limit);
       if (closing) throw new DbError(ErrorCode.unavailable, 'this server is closing');
       if (feed === 'longpoll') {
         const timeoutMs = Math.min(request.query.timeout ?? LONGPOLL_TIMEOUT_DEFAULT_MS, LONGPOLL_TIMEOUT_MAX_MS);
@@ -474,7 +612,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
         const onClose = (): void => aborted.abort();
         reply.raw.once('close', onClose);
         try {
-          return await longpoll(db, { since, timeoutMs, signal: aborted.signal, ...page });
+          return await longpoll(db, { since, timeoutMs, signal: aborted.signal, source, ...page });
         } finally {
           untrack();
           reply.raw.off('close', onClose);
@@ -483,6 +621,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
       // A reconnecting EventSource sends the last id it saw; it wins over the URL's since.
       streamChanges(db, reply, {
         since: request.headers['last-event-id'] ?? since,
+        source,
         pageSize: limit ?? STREAM_PAGE_SIZE,
         heartbeatMs,
         feeds,

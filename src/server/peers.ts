@@ -7,6 +7,7 @@
 import type { Database } from '../client/database.js';
 import type { Env, TimerHandle } from '../env/env.js';
 import type { PeerAuth } from '../replication/peer-auth.js';
+import type { ClientCredential } from '../replication/session-access.js';
 import type { SessionDriver } from '../replication/session-driver.js';
 import { connectWebSocket } from '../transport/websocket/index.js';
 import type { Connection } from '../transport/index.js';
@@ -71,8 +72,11 @@ export class PeerManager {
     }
   }
 
-  /** Runs a session a peer opened to us; it ends when the connection does. */
-  accept(conn: Connection): void {
+  /**
+   * Runs a session a peer or a client opened to us; it ends when the connection does.
+   * `client`: what the connection presented, when this server has client tokens.
+   */
+  accept(conn: Connection, client?: ClientCredential): void {
     if (this.closed) {
       conn.close('unavailable', 'this leader is shutting down');
       return;
@@ -87,7 +91,7 @@ export class PeerManager {
       wake: null,
     };
     this.links.add(link);
-    const driver = this.connect(conn);
+    const driver = this.connect(conn, client);
     link.driver = driver;
     driver.onClose((info) => {
       this.options.env.logger.log(
@@ -95,6 +99,7 @@ export class PeerManager {
         'incoming replication session ended',
         {
           peer: driver.info().peer,
+          ...(driver.info().client === null ? {} : { token: driver.info().client }),
           code: info.code,
           reason: info.message,
         },
@@ -103,11 +108,12 @@ export class PeerManager {
     });
   }
 
-  private connect(conn: Connection): SessionDriver {
+  private connect(conn: Connection, client?: ClientCredential): SessionDriver {
     const o = this.options;
     return o.db.connect(conn, {
       cluster: o.cluster,
       ...(o.auth === undefined ? {} : { auth: o.auth }),
+      ...(client === undefined ? {} : { client }),
       ...(o.heartbeatMs === undefined ? {} : { heartbeatMs: o.heartbeatMs }),
       ...(o.deadAfterMs === undefined ? {} : { deadAfterMs: o.deadAfterMs }),
       observer: {

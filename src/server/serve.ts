@@ -21,6 +21,7 @@ import { wrapWebSocket } from '../transport/websocket/index.js';
 import { buildApp } from './app.js';
 import type { ServerConfig } from './config.js';
 import { PeerManager } from './peers.js';
+import { TokenRegistry } from './client-tokens.js';
 
 export interface RunningServer {
   /** http://host:port of the HTTP API. */
@@ -70,6 +71,7 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
       missing,
     });
   }
+  const tokens = new TokenRegistry(config.tokens ?? []);
   // The app reports on the peers and the peers count into the app's metrics: a late binding.
   const ref: { peers?: PeerManager } = {};
   let built: ReturnType<typeof buildApp>;
@@ -81,6 +83,7 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
       sessions: () => ref.peers?.sessions() ?? 0,
       isShuttingDown: () => shuttingDown,
       web: { cluster: config.cluster },
+      tokens,
     });
   } catch (e) {
     await db.close();
@@ -115,7 +118,10 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
       );
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => pm.accept(wrapWebSocket(ws)));
+    // A browser WebSocket cannot set headers: a client's token comes as ?token=. What it grants
+    // applies only if the session does not prove the cluster secret (session.ts).
+    const client = tokens.configured ? tokens.resolve(url.searchParams.get('token')) : undefined;
+    wss.handleUpgrade(req, socket, head, (ws) => pm.accept(wrapWebSocket(ws), client));
   });
 
   try {
@@ -131,9 +137,18 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
   if (config.secret === undefined) {
     app.log.warn('no cluster secret: any peer may replicate with this leader (set --secret or POLYARCH_SECRET)');
   }
-  app.log.warn(
-    'no client tokens: any client may read and write (bind to 127.0.0.1, the default, or put a proxy in front)',
-  );
+  if (tokens.configured) {
+    app.log.info({ tokens: tokens.names }, 'client tokens configured: clients need one, with its rights');
+    if (config.secret === undefined) {
+      app.log.warn(
+        'client tokens but no cluster secret: a leader that dials this one needs the secret to be told from a client; set --secret on every leader',
+      );
+    }
+  } else {
+    app.log.warn(
+      'no client tokens: any client may read and write (bind to 127.0.0.1, the default, or put a proxy in front)',
+    );
+  }
   pm.start(config.peers);
 
   let closing: Promise<void> | undefined;
