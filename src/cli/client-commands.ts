@@ -3,7 +3,7 @@
  * output by default and JSON with --json. They hold no logic beyond formatting.
  */
 import type { Command } from 'commander';
-import { CliError, docPath, request } from './http-client.js';
+import { CliError, docPath, request, setClientToken } from './http-client.js';
 
 type Print = (line: string) => void;
 
@@ -35,7 +35,12 @@ export function addClientCommands(program: Command, print: Print = console.log):
   const withUrl = (c: Command): Command =>
     c
       .requiredOption('--url <url>', 'the leader, e.g. http://127.0.0.1:7001')
-      .option('--json', 'print JSON for scripts');
+      .option('--token <token>', 'a client token, for a leader that requires one (default: $POLYARCH_TOKEN)')
+      .option('--json', 'print JSON for scripts')
+      .hook('preAction', (cmd) => {
+        const opts = cmd.opts<{ token?: string }>();
+        setClientToken(opts.token ?? process.env['POLYARCH_TOKEN']);
+      });
 
   withUrl(program.command('put <collection> <id> <json>'))
     .description('write a document (the value is JSON)')

@@ -14,6 +14,13 @@ export class CliError extends Error {
   }
 }
 
+let clientToken: string | undefined;
+
+/** The token every later request sends (`Authorization: Bearer`); undefined sends none. */
+export function setClientToken(token: string | undefined): void {
+  clientToken = token === undefined || token === '' ? undefined : token;
+}
+
 export async function request(
   base: string,
   method: string,
@@ -30,7 +37,11 @@ export async function request(
   try {
     res = await fetch(url, {
       method,
-      headers: { ...(options.body === undefined ? {} : { 'content-type': 'application/json' }), ...options.headers },
+      headers: {
+        ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(clientToken === undefined ? {} : { authorization: `Bearer ${clientToken}` }),
+        ...options.headers,
+      },
       ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     });

@@ -40,7 +40,8 @@ function expectClean(failures: string[], of: number): void {
   ).toBe(0);
 }
 
-describe('the deterministic simulator', () => {
+// Runs of many seeds take a minute or two on a 2-core machine: longer than the default timeout.
+describe('the deterministic simulator', { timeout: 240_000 }, () => {
   it('replays a seed bit for bit: same trace fingerprint, same digests, same counts', async () => {
     for (const seed of [7, 4242]) {
       const a = await runSimulation({ seed, ops: 80 });
@@ -61,14 +62,17 @@ describe('the deterministic simulator', () => {
   it('writes every kind of document under every policy, and replicas write merges back', async () => {
     const byCollection: Record<string, number> = {};
     let writeBacks = 0;
+    let textEdits = 0;
     for (const seed of [11, 12, 13]) {
       const r = await runSimulation({ seed, ops: 150, keys: 2 }, { keepTrace: false });
       expect(r.violations, report(r)).toEqual([]);
+      textEdits += r.stats.textEdits;
       for (const [c, n] of Object.entries(r.stats.writesByCollection)) byCollection[c] = (byCollection[c] ?? 0) + n;
       writeBacks += r.stats.writeBacks;
     }
     for (const c of COLLECTIONS) expect(byCollection[c.name] ?? 0, `writes to ${c.name}`).toBeGreaterThan(10);
     expect(writeBacks).toBeGreaterThan(0);
+    expect(textEdits, 'text edits').toBeGreaterThan(10);
     // The records-only workload is the simulator as it was before map, counter and set documents.
     const records = await runSimulation({ seed: 11, ops: 150, keys: 2, workload: 'records' }, { keepTrace: false });
     expect(records.stats.kindWrites + records.stats.writeBacks).toBe(0);

@@ -100,7 +100,8 @@ export class Leader {
       if (this.exitCode !== null)
         throw new Error(`${this.options.id} exited with ${this.exitCode}: ${this.output.slice(-2000)}`);
       const res = await fetch(`${this.url}/status`);
-      return res.ok ? true : undefined;
+      // A leader that requires client tokens answers 401 once it is up.
+      return res.ok || res.status === 401 ? true : undefined;
     });
     return this;
   }
