@@ -24,6 +24,7 @@ export default defineConfig({
       input: {
         index: path.resolve(root, 'index.html'),
         editor: path.resolve(root, 'editor/index.html'),
+        calendar: path.resolve(root, 'calendar/index.html'),
       },
     },
   },

@@ -61,9 +61,15 @@ export async function runServerDemo(
   const dir = options.dir ?? mkdtempSync(path.join(os.tmpdir(), 'polyarch-demo-'));
   const servers = await startDemoCluster({ dir, basePort: options.port });
   const [eu, us, ap] = servers as [RunningServer, RunningServer, RunningServer];
-  await eu.db.collection('events').put('standup', { title: 'Standup', at: '09:30' });
-  await us.db.collection('events').put('retro', { title: 'Retro', at: '16:00' });
-  await ap.db.collection('events').put('lunch', { title: 'Team lunch', at: '12:30' });
+  // Calendar events ({ title, start, end }: ISO instants), today, as the calendar page shows them.
+  const today = (hour: number, minute = 0): string => {
+    const d = new Date();
+    d.setHours(hour, minute, 0, 0);
+    return d.toISOString();
+  };
+  await eu.db.collection('events').put('standup', { title: 'Standup', start: today(9, 30), end: today(9, 45) });
+  await us.db.collection('events').put('retro', { title: 'Retro', start: today(16), end: today(17) });
+  await ap.db.collection('events').put('lunch', { title: 'Team lunch', start: today(12, 30), end: today(13, 30) });
   const welcome = eu.db.text('notes', 'welcome');
   await welcome.ready;
   if (welcome.length === 0) welcome.insert(0, WELCOME_TEXT);
@@ -74,10 +80,14 @@ export async function runServerDemo(
   for (const s of servers) print(`  ${s.db.id}  ${s.url}`);
   print('\nThe collaborative editor, one page per leader (open two side by side, type in both):');
   for (const s of servers) print(`  ${s.db.id}  ${s.url}/web/editor/?doc=notes/welcome`);
+  print('\nThe offline-first calendar, one page per leader (events stay in the browser; try it offline):');
+  for (const s of servers) print(`  ${s.db.id}  ${s.url}/web/calendar/`);
   if (!hasWebBuild(DEFAULT_WEB_DIR)) print('  (the pages are not built: run `npm run build:web` first)');
   print('\nTry:');
   print(`  npx polyarch get events standup --url ${us.url}`);
-  print(`  npx polyarch put events standup '{"at":"10:00"}' --url ${eu.url}`);
+  print(
+    `  npx polyarch put events standup '{"title":"Standup","start":"${today(10)}","end":"${today(10, 15)}"}' --url ${eu.url}`,
+  );
   print(`  npx polyarch status --url ${ap.url}`);
   print(`  npx polyarch watch --url ${ap.url}`);
   print(`  curl ${eu.url}/db/events`);

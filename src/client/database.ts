@@ -33,7 +33,15 @@ import type { Storage } from '../storage/index.js';
 import type { Connection } from '../transport/index.js';
 import { SyncHandle } from './sync.js';
 import type { SyncOptions } from './sync.js';
-export type { SyncHandle, SyncOptions, SyncStatus, SyncStatusDetail, WebSocketConstructor } from './sync.js';
+export type {
+  NetworkEvents,
+  SyncHandle,
+  SyncOptions,
+  SyncRefusal,
+  SyncStatus,
+  SyncStatusDetail,
+  WebSocketConstructor,
+} from './sync.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
 
 export type {
@@ -377,6 +385,8 @@ export class Database {
       env: this.env,
       connect: (conn, o) => this.connect(conn, o),
       forget: (h) => this.syncs.delete(h),
+      head: () => this.replica.seq,
+      watch: (listener) => this.replica.subscribe(listener),
     });
     this.syncs.add(handle);
     return handle;

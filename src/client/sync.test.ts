@@ -334,6 +334,185 @@ describe('db.sync with a real server', () => {
   });
 });
 
+/** A WebSocket class whose sockets never open (a dial on a dead route): they end only when closed. */
+function stallingWebSocket(): { Ctor: new (url: string) => WebSocketLike; urls: string[] } {
+  const urls: string[] = [];
+  class StallingSocket implements WebSocketLike {
+    binaryType = 'blob';
+    readyState = 0;
+    bufferedAmount = 0;
+    private readonly closeListeners: ((event: WebSocketEventLike) => void)[] = [];
+    constructor(url: string) {
+      urls.push(url);
+    }
+    send(): void {
+      throw new Error('not open');
+    }
+    close(code = 1005): void {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      queueMicrotask(() => {
+        for (const l of this.closeListeners) l({ type: 'close', code, reason: '' });
+      });
+    }
+    addEventListener(type: string, listener: (event: WebSocketEventLike) => void): void {
+      if (type === 'close') this.closeListeners.push(listener);
+    }
+  }
+  return { Ctor: StallingSocket, urls };
+}
+
+describe('db.sync: pending changes and the syncing status', () => {
+  const fast = { WebSocket, heartbeatMs: 300, minBackoffMs: 20, maxBackoffMs: 200, network: null } as const;
+
+  async function serve(port = 0): Promise<RunningServer> {
+    const server = await startServer({
+      id: 'srv',
+      port,
+      host: '127.0.0.1',
+      data: ':memory:',
+      peers: [],
+      secret: undefined,
+      cluster: 'default',
+      logLevel: 'silent',
+      heartbeatMs: 300,
+      deadAfterMs: 1200,
+      mergeFunctions: undefined,
+    });
+    cleanups.push(() => server.close());
+    return server;
+  }
+
+  it('a local write is syncing with its count until the server acknowledges it, then online', async () => {
+    const server = await serve();
+    const db = await open('client');
+    const handle = db.sync(server.url, fast);
+    await until('online', () => handle.status === 'online');
+    expect(handle.pending).toBe(0);
+    const seen = record(handle);
+
+    await db.collection('events').put('e1', { title: 'one' });
+    // Counted at the commit, before the server can have acknowledged it.
+    expect(seen[0]).toEqual({ status: 'syncing', detail: { peer: 'srv', pending: 1 } });
+    await until('online again', () => handle.status === 'online');
+    expect(handle.pending).toBe(0);
+    expect(seen.at(-1)).toEqual({ status: 'online', detail: { peer: 'srv' } });
+
+    // An atomic batch of two documents is one change.
+    seen.length = 0;
+    await db.batch([
+      { type: 'put', collection: 'events', id: 'e2', value: { title: 'two' } },
+      { type: 'put', collection: 'events', id: 'e3', value: { title: 'three' } },
+    ]);
+    expect(seen[0]).toEqual({ status: 'syncing', detail: { peer: 'srv', pending: 1 } });
+    await until('online again', () => handle.status === 'online');
+    expect((await server.db.collection('events').get('e3'))?.value).toEqual({ title: 'three' });
+
+    // A change from the server is not the client's to send: it never shows as syncing.
+    const before = seen.length;
+    await server.db.collection('events').put('e4', { title: 'from the server' });
+    await until('e4 at the client', async () => (await db.collection('events').get('e4')) !== null);
+    await db.collection('events').put('e5', { title: 'after' });
+    await until('online again', () => handle.status === 'online');
+    expect(seen.slice(before).map((s) => s.detail?.pending ?? 0)).toEqual([1, 0]);
+  });
+
+  it('counts writes made offline and changes stored before sync began, and reports them once a session opens', async () => {
+    let server = await serve();
+    const db = await open('client');
+    for (let i = 0; i < 3; i++) await db.collection('notes').put(`before-${i}`, { i });
+    const handle = db.sync(server.url, fast);
+    const seen = record(handle);
+    // Unknown until the server says what it lacks: not counted, and not online either.
+    expect(handle.pending).toBe(0);
+    await until('online', () => handle.status === 'online');
+    const statuses = seen.map((s) => s.status);
+    expect(statuses.indexOf('syncing')).toBeLessThan(statuses.indexOf('online'));
+    expect(seen.find((s) => s.status === 'syncing')?.detail).toEqual({ peer: 'srv', pending: 3 });
+
+    const port = server.port;
+    await server.close();
+    await until('offline', () => handle.status === 'offline');
+    for (let i = 0; i < 4; i++) await db.collection('notes').put(`offline-${i}`, { i });
+    expect(handle.pending).toBe(4);
+    expect(handle.status).toBe('offline');
+
+    // A new, empty server: it lacks everything, the 3 from before and the 4 made offline.
+    server = await serve(port);
+    seen.length = 0;
+    handle.reconnect();
+    await until('online again', () => handle.status === 'online');
+    expect(seen.find((s) => s.status === 'syncing')?.detail?.pending).toBe(7);
+    expect(handle.pending).toBe(0);
+    expect(server.db.status().docs).toBe(7);
+  });
+
+  it("the network's offline event drops a live session at once and dials nothing until online", async () => {
+    const server = await serve();
+    const db = await open('client');
+    const network = new EventTarget();
+    const handle = db.sync(server.url, { ...fast, network });
+    await until('online', () => handle.status === 'online');
+    await until('a session at the server', () => server.peers.sessions() === 1);
+
+    network.dispatchEvent(new Event('offline'));
+    expect(handle.status).toBe('offline');
+    expect(handle.lastError?.details).toMatchObject({ reason: 'offline' });
+    await until('no session at the server', () => server.peers.sessions() === 0);
+    await db.collection('notes').put('while-offline', { ok: true });
+    expect(handle.pending).toBe(1);
+    expect(handle.status).toBe('offline');
+
+    network.dispatchEvent(new Event('online'));
+    expect(handle.status).toBe('connecting');
+    await until('online', () => handle.status === 'online');
+    expect((await server.db.collection('notes').get('while-offline'))?.value).toEqual({ ok: true });
+    await handle.close();
+    // Closed: the events are no longer heard.
+    network.dispatchEvent(new Event('online'));
+    expect(handle.status).toBe('closed');
+  });
+
+  it('no redial while the network is down; online dials at once, even over a stalled dial', async () => {
+    const env = seededEnv(11);
+    const db = await open('client', env);
+    const network = new EventTarget();
+    const failing = failingWebSocket();
+    const handle = db.sync('http://127.0.0.1:9', { WebSocket: failing.Ctor, network, minBackoffMs: 100 });
+    await settle();
+    expect(handle.status).toBe('offline');
+    network.dispatchEvent(new Event('offline'));
+    env.clock.advance(10 * 60_000);
+    env.timers.runDue();
+    await settle();
+    expect(failing.urls).toHaveLength(1);
+    expect(handle.status).toBe('offline');
+    network.dispatchEvent(new Event('online'));
+    expect(failing.urls).toHaveLength(2);
+    await handle.close();
+
+    const stalling = stallingWebSocket();
+    const stalled = db.sync('http://127.0.0.1:9', { WebSocket: stalling.Ctor, network });
+    expect(stalled.status).toBe('connecting');
+    network.dispatchEvent(new Event('online'));
+    expect(stalling.urls).toHaveLength(2);
+    expect(stalled.status).toBe('connecting');
+    // Offline while dialling: the dial is given up, and nothing more is dialled.
+    network.dispatchEvent(new Event('offline'));
+    expect(stalled.status).toBe('offline');
+    env.clock.advance(10 * 60_000);
+    env.timers.runDue();
+    await settle();
+    expect(stalling.urls).toHaveLength(2);
+    await stalled.close();
+  });
+
+  it('refuses a network option without addEventListener', async () => {
+    const db = await open('client');
+    expect(thrown(() => db.sync('http://h:1', { network: {} as never })).code).toBe('invalid_input');
+  });
+});
+
 describe('the browser entry', () => {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   const nodeOnly = new Set([...builtinModules, 'ws', 'better-sqlite3']);

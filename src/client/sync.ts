@@ -3,8 +3,11 @@
  * redialling with exponential backoff and jitter whenever the link drops (error, close, or a
  * heartbeat timeout: a cut link stalls rather than errors). Time and randomness come from the
  * injected Env. Browser-safe: no Node built-ins, no `ws` (the Node entry registers it).
+ * In a page it follows the browser's `online`/`offline` events, and counts the local changes
+ * the server has not acknowledged yet (`pending`, status `syncing`).
  */
 import type { Env, TimerHandle } from '../env/env.js';
+import type { RefusedDoc } from '../protocol/index.js';
 import type { SessionDriver, SessionOptions } from '../replication/session-driver.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
 import { connectBrowserWebSocket } from '../transport/browser/index.js';
@@ -15,11 +18,13 @@ export type { WebSocketConstructor, WebSocketLike } from '../transport/browser/i
 
 /**
  * - `connecting`: dialling, or the session is saying hello.
- * - `online`: the session is open; changes flow both ways, live.
+ * - `syncing`: the session is open and the server has not yet acknowledged `detail.pending`
+ *   local changes (`handle.pending`); heard again each time that count changes.
+ * - `online`: the session is open and the server holds every local change: up to date.
  * - `offline`: the link is down; a redial is scheduled (`detail.retryInMs`).
  * - `closed`: `close()` was called (or the database closed); nothing more happens.
  */
-export type SyncStatus = 'connecting' | 'online' | 'offline' | 'closed';
+export type SyncStatus = 'connecting' | 'syncing' | 'online' | 'offline' | 'closed';
 
 /** What goes with a status change. */
 export interface SyncStatusDetail {
@@ -27,8 +32,10 @@ export interface SyncStatusDetail {
   error?: DbError;
   /** offline: the delay before the next dial. */
   retryInMs?: number;
-  /** online: the server's replica id. */
+  /** online, syncing: the server's replica id. */
   peer?: string;
+  /** syncing: the local changes the server has not acknowledged yet (`handle.pending`). */
+  pending?: number;
   /** connecting: dials since the last healthy session (1 for the first). */
   attempt?: number;
 }
@@ -51,7 +58,33 @@ export interface SyncOptions {
   connectTimeoutMs?: number;
   /** The server's cluster name (default `default`). */
   cluster?: string;
+  /**
+   * Where the platform announces connectivity: on `offline` the handle drops its socket (a
+   * stalled one is not closed by the browser) and stops dialling; on `online` it dials at once.
+   * Default: `globalThis` when it has `addEventListener` (a page or a worker), else none;
+   * `null` ignores connectivity events.
+   */
+  network?: NetworkEvents | null;
 }
+
+/** The `online`/`offline` events of a page (`window`) or worker (`self`). */
+export interface NetworkEvents {
+  addEventListener(type: 'online' | 'offline', listener: () => void): void;
+  removeEventListener(type: 'online' | 'offline', listener: () => void): void;
+}
+
+/**
+ * Writes the server refused: its token may not write their collection. They are not applied
+ * there and will not be offered again; they stay in this replica (see docs/sdk.md).
+ * `omitted` counts refused documents past the list's limit (1,000 per batch).
+ */
+export interface SyncRefusal {
+  docs: readonly RefusedDoc[];
+  omitted: number;
+}
+
+/** Refused documents `handle.refused` keeps, newest last. */
+const REFUSED_KEPT_MAX = 100;
 
 /** What the Database lends a sync handle. */
 export interface SyncHost {
@@ -59,6 +92,10 @@ export interface SyncHost {
   connect(connection: Connection, options: Omit<SessionOptions, 'env'>): SessionDriver;
   /** Called once when the handle closes, so the Database stops tracking it. */
   forget(handle: SyncHandle): void;
+  /** The replica's feed head (its latest seq); without it, `pending` counts only what a live session reports. */
+  head?(): number;
+  /** Calls `listener` after each committed change (local or remote); returns an unsubscribe function. */
+  watch?(listener: (change: { seq: number; origin: 'local' | 'remote' }) => void): () => void;
 }
 
 /** A session that caught up, or lasted this long, was healthy: the backoff starts over. */
@@ -120,6 +157,7 @@ interface ResolvedOptions {
   maxBackoffMs: number;
   connectTimeoutMs: number;
   cluster: string | undefined;
+  network: NetworkEvents | null;
 }
 
 function resolveOptions(options: unknown): ResolvedOptions & { token: string | undefined } {
@@ -168,7 +206,23 @@ function resolveOptions(options: unknown): ResolvedOptions & { token: string | u
         "as in db.sync(url, { WebSocket }) after import { WebSocket } from 'ws', or import from 'polyarch', which does",
     );
   }
+  const network = o['network'];
+  if (
+    network !== undefined &&
+    network !== null &&
+    (typeof (network as NetworkEvents).addEventListener !== 'function' ||
+      typeof (network as NetworkEvents).removeEventListener !== 'function')
+  ) {
+    throw new DbError(ErrorCode.invalidInput, 'db.sync: network must have addEventListener and removeEventListener');
+  }
+  const ambient = globalThis as Partial<NetworkEvents>;
   return {
+    network:
+      network === undefined
+        ? typeof ambient.addEventListener === 'function' && typeof ambient.removeEventListener === 'function'
+          ? (ambient as NetworkEvents)
+          : null
+        : (network as NetworkEvents | null),
     token: token as string | undefined,
     WebSocket: ctor,
     heartbeatMs,
@@ -204,6 +258,19 @@ export class SyncHandle {
   private conn: BrowserConnection | null = null;
   private driver: SessionDriver | null = null;
   private closing: Promise<void> | null = null;
+  private readonly refusedDocs: RefusedDoc[] = [];
+  private readonly refusalListeners = new Set<(refusal: SyncRefusal) => void>();
+  /** The feed head when sync began: what the server lacks of it is known once a session says. */
+  private readonly baseline: number;
+  /** Our feed seq through which the server has acknowledged, as far as known. */
+  private ackedSeq: number;
+  /** Seqs of this replica's own commits since sync began, not yet acknowledged, ascending. */
+  private readonly localSeqs: number[] = [];
+  /** The `pending` last reported with `syncing`, so a new count is heard and the same one is not. */
+  private reportedPending = -1;
+  private readonly unwatch: (() => void) | undefined;
+  /** Between the platform's `offline` and `online` events: nothing is dialled meanwhile. */
+  private networkDown = false;
 
   /** Use `db.sync(url, options)`; validates synchronously and dials at once. */
   constructor(
@@ -217,6 +284,11 @@ export class SyncHandle {
     shown.searchParams.delete('token');
     this.url = shown.toString();
     this.options = resolved;
+    this.baseline = host.head?.() ?? 0;
+    this.ackedSeq = this.baseline;
+    this.unwatch = host.watch?.((change) => this.noteCommit(change));
+    resolved.network?.addEventListener('offline', this.networkGone);
+    resolved.network?.addEventListener('online', this.networkBack);
     this.dial();
   }
 
@@ -228,6 +300,18 @@ export class SyncHandle {
   /** Why the link last went down (null until it has), for display; kept while online. */
   get lastError(): DbError | null {
     return this.error;
+  }
+
+  /**
+   * Local changes the server has not acknowledged yet: this replica's own writes since `sync()`
+   * was called, plus the changes stored before then that the server turned out to lack (known
+   * once a session opens: until then they count as held). 0 when `online`.
+   * @example
+   * badge.textContent = handle.pending > 0 ? `${handle.pending} to sync` : 'up to date';
+   */
+  get pending(): number {
+    if (this.host.head === undefined) return this.driver?.info().lag.changes ?? 0;
+    return Math.max(0, this.baseline - this.ackedSeq) + this.localSeqs.length;
   }
 
   /** The server's replica id, once a session has opened. */
@@ -247,6 +331,39 @@ export class SyncHandle {
     return () => this.listeners.delete(listener);
   }
 
+  /** The latest documents the server refused (at most 100, newest last); `onRefused` hears each refusal. */
+  get refused(): readonly RefusedDoc[] {
+    return this.refusedDocs;
+  }
+
+  /**
+   * Calls `listener({ docs, omitted })` each time the server refuses writes this replica sent
+   * (its token may not write their collection: `code` is `forbidden`, `message` says why). The
+   * session stays online and the other writes are applied. Returns a function that unsubscribes.
+   * @example
+   * handle.onRefused(({ docs }) => docs.forEach((d) => console.warn(`${d.collection}/${d.id}: ${d.message}`)));
+   */
+  onRefused(listener: (refusal: SyncRefusal) => void): () => void {
+    if (typeof listener !== 'function') throw new DbError(ErrorCode.invalidInput, 'onRefused takes a function');
+    this.refusalListeners.add(listener);
+    return () => this.refusalListeners.delete(listener);
+  }
+
+  private noteRefused(refusal: SyncRefusal): void {
+    this.refusedDocs.push(...refusal.docs);
+    if (this.refusedDocs.length > REFUSED_KEPT_MAX)
+      this.refusedDocs.splice(0, this.refusedDocs.length - REFUSED_KEPT_MAX);
+    for (const listener of [...this.refusalListeners]) {
+      try {
+        listener(refusal);
+      } catch (e) {
+        this.host.env.logger.log('error', 'a sync refusal listener threw', {
+          error: e instanceof Error ? e.message : String(e),
+        });
+      }
+    }
+  }
+
   /**
    * Dials now when offline, skipping the rest of the backoff (and starting it over); does
    * nothing while connecting or online (a dead link is noticed by heartbeats), or once closed.
@@ -254,8 +371,8 @@ export class SyncHandle {
    * window.addEventListener('online', () => handle.reconnect());
    */
   reconnect(): void {
-    if (this.current !== 'offline' || this.retryTimer === null) return;
-    this.retryTimer.cancel();
+    if (this.current !== 'offline' || this.closing !== null) return;
+    this.retryTimer?.cancel();
     this.retryTimer = null;
     this.failures = 0;
     this.dial();
@@ -279,6 +396,9 @@ export class SyncHandle {
     this.retryTimer = null;
     this.dialing?.abort();
     this.dialing = null;
+    this.unwatch?.();
+    this.options.network?.removeEventListener('offline', this.networkGone);
+    this.options.network?.removeEventListener('online', this.networkBack);
     const conn = this.conn;
     this.conn = null;
     const driver = this.driver;
@@ -335,6 +455,7 @@ export class SyncHandle {
         heartbeatMs: o.heartbeatMs,
         deadAfterMs: o.deadAfterMs,
         ...(o.cluster === undefined ? {} : { cluster: o.cluster }),
+        onRefused: (m) => this.noteRefused({ docs: m.docs, omitted: m.omitted }),
       });
     } catch (e) {
       const error = asDbError(e);
@@ -349,9 +470,7 @@ export class SyncHandle {
     const openedAt = this.host.env.clock.nowMs();
     // The driver listens first (it registered in connect), so its phase is current here.
     conn.onFrame(() => {
-      if (this.driver !== driver || this.current === 'online') return;
-      const info = driver.info();
-      if (info.phase === 'open') this.setStatus('online', info.peer === null ? {} : { peer: info.peer });
+      if (this.driver === driver) this.refresh();
     });
     driver.onClose((info) => {
       if (this.driver !== driver) return;
@@ -373,6 +492,11 @@ export class SyncHandle {
     const step = Math.min(maxBackoffMs, minBackoffMs * 2 ** Math.min(this.failures, 30));
     const delay = Math.round(step * (0.5 + this.host.env.random.next() / 2));
     this.failures++;
+    if (this.networkDown) {
+      // The platform says there is no network: its `online` event dials again.
+      this.setStatus('offline', { error });
+      return;
+    }
     this.retryTimer = this.host.env.timers.setTimeout(() => {
       this.retryTimer = null;
       if (this.closing === null) this.dial();
@@ -380,9 +504,74 @@ export class SyncHandle {
     this.setStatus('offline', { error, retryInMs: delay });
   }
 
+  /** A local commit: one more change the server lacks. */
+  private noteCommit(change: { seq: number; origin: 'local' | 'remote' }): void {
+    // Remote changes are not ours to send (those from this server would only flicker `syncing`
+    // until it acks their echo); one commit of several documents is heard once per document.
+    if (change.origin !== 'local' || change.seq <= this.baseline) return;
+    if (this.localSeqs.at(-1) === change.seq) return;
+    this.localSeqs.push(change.seq);
+    this.refresh();
+  }
+
+  /** `online` or `syncing`, by what the server has acknowledged (after each frame and local commit). */
+  private refresh(): void {
+    const driver = this.driver;
+    if (driver === null) return;
+    const info = driver.info();
+    if (info.phase !== 'open') return;
+    // Until the server pulls, `acked` is 0 with no lag: what it lacks is unknown, so the status
+    // stays `connecting` (rather than `online` for a moment, then `syncing`).
+    const pulled = info.acked > 0 || info.lag.changes > 0;
+    if (!pulled && (this.host.head?.() ?? 0) > 0) return;
+    if (pulled) {
+      this.ackedSeq = info.acked;
+      let held = 0;
+      while (held < this.localSeqs.length && (this.localSeqs[held] as number) <= info.acked) held++;
+      if (held > 0) this.localSeqs.splice(0, held);
+    }
+    const pending = this.pending;
+    const peer = info.peer === null ? {} : { peer: info.peer };
+    if (pending > 0) this.setStatus('syncing', { ...peer, pending });
+    else this.setStatus('online', peer);
+  }
+
+  /** The platform went offline: a socket on a dead route would stall, so drop it now. */
+  private readonly networkGone = (): void => {
+    this.networkDown = true;
+    if (this.closing !== null) return;
+    this.retryTimer?.cancel();
+    this.retryTimer = null;
+    if (this.driver !== null) {
+      // Its close is heard by run()'s onClose, which takes the link down.
+      this.driver.close('offline', 'the browser went offline');
+    } else if (this.dialing !== null) {
+      this.dialing.abort();
+      this.dialing = null;
+      this.linkDown(
+        new DbError(ErrorCode.unavailable, `sync with ${this.url}: the browser is offline`, {
+          details: { url: this.url, reason: 'offline' },
+        }),
+      );
+    }
+  };
+
+  /** The platform is back online: dial at once, even over a dial stalled on the old route. */
+  private readonly networkBack = (): void => {
+    this.networkDown = false;
+    if (this.closing !== null || this.driver !== null) return;
+    this.retryTimer?.cancel();
+    this.retryTimer = null;
+    this.dialing?.abort();
+    this.dialing = null;
+    this.failures = 0;
+    this.dial();
+  };
+
   private setStatus(status: SyncStatus, detail: SyncStatusDetail): void {
-    if (this.current === status) return;
+    if (this.current === status && (status !== 'syncing' || detail.pending === this.reportedPending)) return;
     this.current = status;
+    if (status === 'syncing') this.reportedPending = detail.pending ?? 0;
     for (const listener of [...this.listeners]) {
       try {
         listener(status, detail);

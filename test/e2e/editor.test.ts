@@ -8,43 +8,14 @@
  *
  * Without /usr/bin/chromium the test is skipped on a developer's machine and fails in CI.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import type { BrowserContext, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
 import { Cluster, peersLive, until } from '../integration/harness.js';
 import type { Leader } from '../integration/harness.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const outputDir = path.join(root, 'test-output/e2e');
-const inCi = process.env.CI === 'true';
-const haveChromium = existsSync(CHROMIUM);
-
-/** Newest modification time of the files under `dir` (test files aside), recursively. */
-function newestMtimeMs(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestMtimeMs(full));
-    else if (!entry.name.endsWith('.test.ts')) newest = Math.max(newest, statSync(full).mtimeMs);
-  }
-  return newest;
-}
-
-/** Builds dist/web unless it is newer than every source the pages bundle. */
-function ensureWebBuild(): void {
-  const page = path.join(root, 'dist/web/editor/index.html');
-  const sources = Math.max(newestMtimeMs(path.join(root, 'web')), newestMtimeMs(path.join(root, 'src')));
-  if (existsSync(page) && statSync(page).mtimeMs >= sources) return;
-  execFileSync('npm', ['run', 'build:web'], { cwd: root, stdio: 'pipe' });
-}
+import { ensureWebBuild, haveChromium, inCi, launchDevice, openPage, requireChromium, screenshot } from './support.js';
+import type { Device } from './support.js';
 
 /** The characters of `s`, sorted: two texts holding the same characters in any order are equal here. */
 function chars(s: string): string {
@@ -80,11 +51,10 @@ describe.skipIf(!haveChromium && !inCi)('the collaborative editor in a browser',
   let a: Leader;
   let b: Leader;
   let proxy: FaultProxy;
-  let context: BrowserContext;
-  let profile: string;
+  let device: Device | undefined;
 
   beforeAll(async () => {
-    if (!haveChromium) throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (.ci/run)`);
+    requireChromium();
     ensureWebBuild();
     const ports = await cluster.ports(['a', 'b']);
     proxy = await startFaultProxy({ target: { host: '127.0.0.1', port: ports.get('b') as number } });
@@ -93,42 +63,19 @@ describe.skipIf(!haveChromium && !inCi)('the collaborative editor in a browser',
     b = cluster.define({ id: 'b', peers: [a.url] }, ports.get('b') as number);
     await Promise.all([a.start(), b.start()]);
     await peersLive(b, ['a']);
-    profile = mkdtempSync(path.join(tmpdir(), 'polyarch-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 900, height: 560 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    device = await launchDevice();
   });
 
   afterAll(async () => {
-    await context?.close();
+    await device?.close();
     await cluster.teardown();
-    if (profile !== undefined) rmSync(profile, { recursive: true, force: true });
   });
 
   it('two pages on two leaders type concurrently, one loses its link and comes back, and both converge', async () => {
     const browserLog: string[] = [];
     onTestFailed(() => console.error(`${browserLog.join('\n')}\n${cluster.logs()}`));
-    const open = async (url: string, name: string): Promise<Page> => {
-      const page = await context.newPage();
-      page.on('console', (m) => browserLog.push(`[${name} console] ${m.text()}`));
-      page.on('pageerror', (e) => browserLog.push(`[${name} error] ${e.message}`));
-      const res = await page.goto(url);
-      expect(res?.status()).toBe(200);
-      expect(res?.headers()['content-security-policy']).toContain("script-src 'self'");
-      return page;
-    };
+    const context = (device as Device).context;
+    const open = (url: string, name: string): Promise<Page> => openPage(context, url, name, browserLog);
     const pageA = await open(`${a.url}/web/editor/?doc=${DOC}`, 'A');
     const pageB = await open(proxy.url(`/web/editor/?doc=${DOC}`), 'B');
     await waitForStatus(pageA, (s) => s === 'online', 'page A to be online');
@@ -203,8 +150,7 @@ describe.skipIf(!haveChromium && !inCi)('the collaborative editor in a browser',
       return sa.digest === sb.digest;
     });
 
-    mkdirSync(outputDir, { recursive: true });
-    await pageA.screenshot({ path: path.join(outputDir, 'editor-a.png') });
-    await pageB.screenshot({ path: path.join(outputDir, 'editor-b.png') });
+    await screenshot(pageA, 'editor-a.png');
+    await screenshot(pageB, 'editor-b.png');
   });
 });
