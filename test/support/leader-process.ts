@@ -27,16 +27,23 @@ export interface LeaderOptions {
 }
 
 /** A free TCP port on 127.0.0.1 (there is a small race until the caller binds it). */
+/**
+ * A port no one is listening on, for a leader started next. Taken at random below the
+ * ephemeral range (Linux: 32768-60999), from which the OS picks the local ports of outgoing
+ * connections and of `listen(0)`: a port from there could be taken by a test's client socket
+ * between this check and the leader's bind, which happened with several test files at once.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
+  for (let tries = 0; ; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+    if (tries > 50) throw new Error('no free port found in 20000-31999');
+  }
 }
 
 export async function until<T>(
