@@ -10,7 +10,7 @@
  * made while a commit runs are coalesced into the next one; 'per commit' waits for each edit's
  * commit before the next, the cost of a slow typist's every keystroke.
  *
- * Usage: npm run bench:text-live [-- --edits 20000 --no-write]
+ * Usage: npm run bench:text-live [-- --edits 10000 --no-write]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,7 +25,7 @@ import { fmt, machine, printTable, writeResults } from './support.js';
 const { values: args } = parseArgs({
   options: { edits: { type: 'string' }, 'no-write': { type: 'boolean', default: false } },
 });
-const limit = Number(args.edits ?? 20_000);
+const limit = Number(args.edits ?? 10_000);
 
 /** A connection that counts the bytes it sends. */
 function counting(conn: Connection): Connection & { bytes: number } {
