@@ -78,7 +78,14 @@ export default tseslint.config(
   layer(['src/replication/**/*.ts'], above('replication')),
   layer(['src/client/**/*.ts'], ['server', 'cli', 'sim', 'storage/sqlite', 'transport/websocket']),
   layer(
-    ['src/storage/memory/**/*.ts', 'src/transport/memory/**/*.ts'],
+    [
+      'src/storage/memory/**/*.ts',
+      'src/transport/memory/**/*.ts',
+      // Browser adapters: they ship to pages.
+      'src/storage/indexeddb/**/*.ts',
+      'src/transport/browser/**/*.ts',
+      'src/transport/broadcast/**/*.ts',
+    ],
     ['replication', 'client', 'server', 'cli', 'sim'],
   ),
   {
