@@ -108,6 +108,7 @@ async function clusterOf(params: URLSearchParams): Promise<string> {
 
 function statusText(status: SyncStatus, detail: SyncStatusDetail | undefined): string {
   if (status === 'online') return detail?.peer === undefined ? 'online' : `online (${detail.peer})`;
+  if (status === 'syncing') return `syncing ${detail?.pending ?? ''}`.trim();
   if (status === 'offline' && detail?.retryInMs !== undefined) {
     return `offline, retrying in ${Math.ceil(detail.retryInMs / 1000)} s`;
   }
