@@ -858,7 +858,9 @@ export class Replica {
   /**
    * One page of the documents in conflict, in feed order (optionally of one collection).
    * A page scans a bounded part of the feed, so it may hold fewer than `limit` results
-   * while `next` is not null: follow `next` (an opaque cursor) until it is.
+   * while `next` is not null: follow `next` (an opaque cursor) until it is. A page never ends
+   * inside an atomic change (its documents share one feed position), so it may hold a few more
+   * than `limit` when one change brought several conflicts.
    */
   async conflicts(
     options: { collection?: string; after?: string; limit?: number } = {},
@@ -879,8 +881,19 @@ export class Replica {
     const budget = 10_000;
     let scanned = 0;
     for (;;) {
-      const rows = await this.storage.read((tx) => tx.feed(since, 1000));
+      // Whole atomic changes only: rows of one seq share a cursor, so a page must not end
+      // inside one (the next page, read after that seq, would skip the rest of it).
+      const { rows, more } = await this.storage.read(async (tx) => {
+        const page = await tx.feed(since, 1000);
+        const last = page[page.length - 1];
+        if (page.length < 1000 || last === undefined) return { rows: page, more: false };
+        const whole = page.filter((r) => r.seq !== last.seq);
+        return { rows: whole.length > 0 ? whole : await tx.feedRange(since, last.seq), more: true };
+      });
+      // Once the page is full, the rest of the change it ends in still goes on it.
+      let fullAt: number | undefined;
       for (const row of rows) {
+        if (fullAt !== undefined && row.seq !== fullAt) break;
         since = row.seq;
         scanned++;
         if (options.collection !== undefined && row.collection !== options.collection) continue;
@@ -897,9 +910,10 @@ export class Replica {
           version: v?.version ?? contextToken(row.collection, row.id, state.context, latestHlc(state)),
           conflicts: v === null ? state.siblings.map((x) => this.conflictView(row.collection, row.id, x)) : v.conflicts,
         });
-        if (results.length === limit) return { results, next: String(row.seq), last_seq: row.seq };
+        if (results.length >= limit && fullAt === undefined) fullAt = row.seq;
       }
-      if (rows.length < 1000) return { results, next: null, last_seq: since };
+      if (fullAt !== undefined) return { results, next: String(fullAt), last_seq: fullAt };
+      if (!more) return { results, next: null, last_seq: since };
       if (scanned >= budget) return { results, next: String(since), last_seq: since };
     }
   }
