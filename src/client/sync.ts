@@ -202,8 +202,8 @@ function resolveOptions(options: unknown): ResolvedOptions & { token: string | u
   if (typeof ctor !== 'function') {
     throw new DbError(
       ErrorCode.invalidInput,
-      'db.sync: this runtime has no WebSocket (Node 20 has none): pass `WebSocket` from the "ws" package, ' +
-        "as in db.sync(url, { WebSocket }) after import { WebSocket } from 'ws', or import from 'polyarch', which does",
+      'db.sync: this runtime has no WebSocket (Node 20 has none): pass the WebSocket class of the "ws" ' +
+        'package as the WebSocket option, or use the Node entry of polyarch, which passes it itself',
     );
   }
   const network = o['network'];

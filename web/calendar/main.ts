@@ -14,6 +14,7 @@ import { EventStore, isStale } from './store.js';
 import type { CalendarEvent, StoredEvent } from './store.js';
 import { addDays, addMonths, chooseVersion, editEvent, renderCalendar, startOfDay } from './view.js';
 import type { CalendarModel, Mode } from './view.js';
+import { clusterOf, element, leaderOf } from '../shared/page.js';
 
 /** What the end-to-end test reads; it acts through the page's own buttons and forms. */
 export interface CalendarTestHook {
@@ -28,32 +29,6 @@ declare global {
   interface Window {
     polyarchCalendar?: CalendarTestHook;
   }
-}
-
-function element<T extends HTMLElement>(id: string): T {
-  const el = document.getElementById(id);
-  if (el === null) throw new Error(`the page lacks #${id}`);
-  return el as T;
-}
-
-/** The leader's url from `?leader=`, or the server that served this page. */
-function leaderOf(params: URLSearchParams): string {
-  const leader = params.get('leader') ?? location.host;
-  if (/^(ws|wss|http|https):\/\//.test(leader)) return leader;
-  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${leader}`;
-}
-
-async function clusterOf(params: URLSearchParams): Promise<string> {
-  const given = params.get('cluster');
-  if (given !== null) return given;
-  try {
-    const res = await fetch(new URL('../config.json', location.href));
-    const body = (await res.json()) as { cluster?: unknown };
-    if (res.ok && typeof body.cluster === 'string') return body.cluster;
-  } catch {
-    // Offline, or served by something other than a leader: the default cluster.
-  }
-  return 'default';
 }
 
 /** The status line: what the user needs to know is whether the server has their changes. */

@@ -12,6 +12,7 @@ import { openReplica } from '../../src/client/index.js';
 import type { PresencePeer, SyncStatus, SyncStatusDetail } from '../../src/client/index.js';
 import { collab, cursorOf, remoteCursorsOf, setCollabUser } from '../../src/client/codemirror.js';
 import type { CollabUser } from '../../src/client/codemirror.js';
+import { clusterOf, element, leaderOf } from '../shared/page.js';
 
 /** What the end-to-end test reads (it types through real keyboard events, not through this). */
 export interface EditorTestHook {
@@ -38,12 +39,6 @@ const PALETTE = ['#d1495b', '#00798c', '#edae49', '#6a4c93', '#2a9d8f', '#e76f51
 const ADJECTIVES = ['Quick', 'Quiet', 'Brave', 'Clever', 'Gentle', 'Lucky', 'Merry', 'Swift'];
 const ANIMALS = ['Otter', 'Heron', 'Lynx', 'Badger', 'Falcon', 'Marten', 'Puffin', 'Wombat'];
 const USER_KEY = 'polyarch.editor.user';
-
-function element<T extends HTMLElement>(id: string): T {
-  const el = document.getElementById(id);
-  if (el === null) throw new Error(`the page lacks #${id}`);
-  return el as T;
-}
 
 function pick<T>(items: readonly T[]): T {
   return items[Math.floor(Math.random() * items.length)] as T;
@@ -84,26 +79,6 @@ function docOf(params: URLSearchParams): { collection: string; id: string } {
     throw new Error(`?doc=${doc} is not collection/id (for example ?doc=notes/welcome)`);
   }
   return { collection: doc.slice(0, slash), id: doc.slice(slash + 1) };
-}
-
-/** The leader's url from `?leader=`, or the server that served this page. */
-function leaderOf(params: URLSearchParams): string {
-  const leader = params.get('leader') ?? location.host;
-  if (/^(ws|wss|http|https):\/\//.test(leader)) return leader;
-  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${leader}`;
-}
-
-async function clusterOf(params: URLSearchParams): Promise<string> {
-  const given = params.get('cluster');
-  if (given !== null) return given;
-  try {
-    const res = await fetch(new URL('../config.json', location.href));
-    const body = (await res.json()) as { cluster?: unknown };
-    if (res.ok && typeof body.cluster === 'string') return body.cluster;
-  } catch {
-    // Served by something other than a leader: the default cluster.
-  }
-  return 'default';
 }
 
 function statusText(status: SyncStatus, detail: SyncStatusDetail | undefined): string {
