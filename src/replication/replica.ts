@@ -71,6 +71,7 @@ import { FLAG_CONFLICT, FLAG_IN_GROUP, unwrapStored, wrapEncoded, wrapStored } f
 import { CONFIG_COLLECTION, CollectionConfigs } from './collection-config.js';
 import { TextDocuments, checkTextPayload, textOf, textPartFor } from './text-docs.js';
 import { SeqIndex } from './seq-index.js';
+import type { CommitHook, RecordedChange } from './commit-hooks.js';
 
 const SEQ_INDEX_KEY = 'seq-index';
 import type { TextCompaction, TextHandle } from './text-docs.js';
@@ -231,6 +232,10 @@ export class Replica {
    * commit (and each live batch a peer is sent) would otherwise decode and check it whole.
    */
   private readonly textStates = new Map<string, { bytes: Uint8Array; state: RecordState }>();
+  /** Features told of every commit (constraints, triggers, sequences): see commit-hooks.ts. */
+  private readonly hooks: CommitHook[] = [];
+  /** The documents the commit in progress recorded, for the hooks. */
+  private recorded: RecordedChange[] = [];
 
   private constructor(
     private readonly storage: Storage,
@@ -463,6 +468,7 @@ export class Replica {
           this.checkDocumentSize(p, written);
         }
         const conflict = this.record(tx, next, p, row, old, written, seq, flags);
+        this.noteRecorded(p, seq, 'local', old?.state, written);
         if (this.listeners.size > 0 || this.conflictListeners.size > 0) {
           events.push({ collection: p.collection, id: p.id, seq, origin: 'local', conflict });
         }
@@ -783,6 +789,7 @@ export class Replica {
       const state = joinRecords(base, { siblings: [entry], context: vvWith(base.context, dot) });
       const seq = ++next.seq;
       this.record(tx, next, key, row, old, state, seq, 0);
+      this.noteRecorded(key, seq, 'local', old?.state, state);
       events.push({ collection: key.collection, id: key.id, seq, origin: 'local', conflict: false });
       written = state;
     });
@@ -1122,6 +1129,7 @@ export class Replica {
         for (const [i, u] of updates.entries()) {
           const conflict = this.record(tx, next, u.doc, u.row, u.old, u.state, seq, flags, u.bytes);
           if (i >= moved) continue;
+          this.noteRecorded(u.doc, seq, 'remote', u.old?.state, u.state);
           if (isTextState(u.state)) texts.push({ key: u.doc, state: u.state });
           events.push({ collection: u.doc.collection, id: u.doc.id, seq, origin: 'remote', conflict });
           count++;
@@ -1270,6 +1278,8 @@ export class Replica {
     let prev: ReplicaMeta | undefined;
     let next: ReplicaMeta | undefined;
     let result: T;
+    let recorded: RecordedChange[] = [];
+    let hooked = false;
     this.configChanges = [];
     try {
       result = await this.storage.write(async (tx) => {
@@ -1278,7 +1288,12 @@ export class Replica {
         const learned = this.pendingContext;
         this.pendingContext = new CausalContext();
         next.context.join(learned);
+        this.recorded = recorded = [];
         const r = await fn(tx, next, events);
+        if (recorded.length > 0 && this.hooks.length > 0) {
+          hooked = true;
+          for (const h of this.hooks) await h.beforeCommit?.(tx, recorded);
+        }
         if (this.seqIndex.note(prev.context, prev.seq, next.context)) tx.putMeta(SEQ_INDEX_KEY, this.seqIndex.encode());
         tx.putMeta(META_KEY, next.encode());
         this.meta = next;
@@ -1287,8 +1302,10 @@ export class Replica {
     } catch (e) {
       if (prev !== undefined && this.meta === next) this.meta = prev;
       this.configChanges = [];
+      if (hooked) for (const h of this.hooks) h.aborted?.();
       throw e;
     }
+    if (hooked) for (const h of this.hooks) h.committed?.(recorded);
     const changed = this.configChanges;
     this.configChanges = [];
     for (const c of changed)
@@ -1302,6 +1319,30 @@ export class Replica {
       }
     }
     return result;
+  }
+
+  /** Tells the hooks of the commit in progress about one document it recorded. */
+  private noteRecorded(
+    key: DocKey,
+    seq: number,
+    origin: RecordedChange['origin'],
+    before: RecordState | undefined,
+    after: RecordState,
+  ): void {
+    if (this.hooks.length > 0)
+      this.recorded.push({ collection: key.collection, id: key.id, seq, origin, before, after });
+  }
+
+  /**
+   * Tells `hook` of every commit from now on (see commit-hooks.ts). For the features built
+   * beside the replica and for tests; returns a function that removes it.
+   */
+  addCommitHook(hook: CommitHook): () => void {
+    this.hooks.push(hook);
+    return () => {
+      const i = this.hooks.indexOf(hook);
+      if (i >= 0) this.hooks.splice(i, 1);
+    };
   }
 
   /** Runs `job` after the current commits, one job at a time; a failing job is logged, never thrown. */
@@ -1410,6 +1451,7 @@ export class Replica {
             );
             if (seq === 0) seq = ++next.seq;
             this.record(tx, next, row, row, old, written, seq, 0);
+            this.noteRecorded(row, seq, 'local', old.state, written);
             continue;
           }
           const was = (old.flags & FLAG_CONFLICT) !== 0;

@@ -37,6 +37,7 @@ export const httpStatusOf: Readonly<Record<ErrorCode, { status: number; code: Er
   forbidden: { status: 403, code: ErrorCode.forbidden },
   not_found: { status: 404, code: ErrorCode.notFound },
   conflict: { status: 409, code: ErrorCode.conflict },
+  constraint_violation: { status: 409, code: ErrorCode.constraint },
   precondition_failed: { status: 412, code: ErrorCode.preconditionFailed },
   too_large: { status: 413, code: ErrorCode.tooLarge },
   // Our clock or the If-Match version's is far off: not the client's fault, and it may pass.
@@ -44,6 +45,8 @@ export const httpStatusOf: Readonly<Record<ErrorCode, { status: number; code: Er
   // The replica closed under the request: the server is going down.
   closed: { status: 503, code: ErrorCode.unavailable },
   unavailable: { status: 503, code: ErrorCode.unavailable },
+  // Not the client's fault: the leader cannot reach the sequence's allocator for a new block.
+  sequence_exhausted: { status: 503, code: ErrorCode.sequenceExhausted },
   // Bytes in our own storage do not decode, or a broken invariant surfaced as an operating error.
   corrupt: { status: 500, code: ErrorCode.corrupt },
   protocol: { status: 500, code: ErrorCode.protocol },

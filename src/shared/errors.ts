@@ -33,6 +33,10 @@ export const ErrorCode = {
   preconditionFailed: 'precondition_failed',
   /** The replica is shutting down or not ready. */
   unavailable: 'unavailable',
+  /** A local write would break a declared constraint (a unique field, a reference). */
+  constraint: 'constraint_violation',
+  /** A sequence's numbers granted to this leader are used up and no new block can be had now. */
+  sequenceExhausted: 'sequence_exhausted',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
