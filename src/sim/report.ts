@@ -133,6 +133,6 @@ export function formatTotals(t: Totals): string {
 export function describeOptions(o: ResolvedOptions): string {
   return (
     `${o.replicas} replicas, ${o.topology}, ${o.ops} ops, ${o.keys} keys, faults ${o.faults.join(',') || 'none'}` +
-    `${o.workload === 'all' ? '' : `, ${o.workload} workload`}`
+    `${o.workload === 'full' ? '' : `, ${o.workload} workload`}`
   );
 }

@@ -56,6 +56,8 @@ import {
 } from './workload.js';
 import type { ClientCluster, WorkloadMix, WorkloadStats } from './workload.js';
 import { TEXT_COLLECTION, TextHistory, checkTexts } from './text-workload.js';
+import { FEATURES } from './feature-registry.js';
+import type { FeatureContext, SimFeature } from './features.js';
 
 export const FAULT_KINDS = ['crash', 'partition', 'cut', 'skew', 'clockjump'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -78,7 +80,7 @@ export interface SimOptions {
   keys?: number;
   /** Name of a mutant of mutant-catalog.ts (for the repro line; the spec comes in `extras`). */
   mutant?: string;
-  /** 'all' (default): records, every kind and text; 'mixed': records and kinds, as before text; 'records': records only. */
+  /** 'full' (default): 'all' plus the features (ids, sequences, constraints, triggers); 'all': records, every kind and text; 'mixed': records and kinds, as before text; 'records': records only. */
   workload?: WorkloadMix;
 }
 
@@ -147,7 +149,7 @@ export function resolveOptions(options: SimOptions): ResolvedOptions {
     topology: options.topology ?? drawn.topology,
     keys: options.keys ?? drawn.keys,
     mutant: options.mutant,
-    workload: options.workload ?? 'all',
+    workload: options.workload ?? 'full',
   };
 }
 
@@ -177,7 +179,7 @@ export function replayCommand(o: ResolvedOptions): string {
   parts.push(`--keys ${o.keys}`);
   parts.push(`--faults ${o.faults.length === 0 ? 'none' : o.faults.join(',')}`);
   if (o.mutant !== undefined) parts.push(`--mutant ${o.mutant}`);
-  if (o.workload !== 'all') parts.push(`--workload ${o.workload}`);
+  if (o.workload !== 'full') parts.push(`--workload ${o.workload}`);
   return parts.join(' ');
 }
 
@@ -214,6 +216,7 @@ class Simulation implements ClientCluster {
   readonly streams: RandomStreams;
   readonly history = new History();
   readonly texts = new TextHistory();
+  readonly features: readonly SimFeature[];
   readonly stats: SimStats;
   readonly trace: Trace;
   readonly checker: Checker;
@@ -262,6 +265,17 @@ class Simulation implements ClientCluster {
       if (c.fields !== undefined) o.fields = c.fields;
       this.collections[c.name] = o;
       this.models.set(c.name, collectionModel(c));
+    }
+    this.features = options.workload === 'full' ? FEATURES.map((make) => make()) : [];
+    for (const f of this.features) {
+      for (const c of f.collections ?? []) {
+        const o: CollectionOptions = { kind: c.spec.kind, policy: c.spec.policy };
+        if (c.spec.merge !== undefined) o.merge = c.spec.merge;
+        if (c.spec.fields !== undefined) o.fields = c.spec.fields;
+        this.collections[c.spec.name] = { ...o, ...c.options } as CollectionOptions;
+        this.models.set(c.spec.name, collectionModel(c.spec));
+      }
+      for (const c of f.systemCollections ?? []) this.models.set(c.name, collectionModel(c));
     }
     const ids = Array.from({ length: options.replicas }, (_, i) => `r${i}`);
     this.checker = new Checker((c) => this.modelOf(c), ids);
@@ -337,6 +351,20 @@ class Simulation implements ClientCluster {
 
   replicaId(i: number): string {
     return this.slots[i]?.id ?? `#${i}`;
+  }
+
+  featureContext(): FeatureContext {
+    return {
+      rng: this.streams.workload,
+      nowMs: () => this.time.nowMs,
+      upReplicas: () => this.upReplicas(),
+      replica: (i) => this.slots[i]?.replica,
+      replicaId: (i) => this.replicaId(i),
+      lifetime: (i) => this.slots[i]?.lifetimes ?? 0,
+      inSafetyPhase: () => this.phase === 'safety',
+      note: (text, replicas) => this.note(text, { replicas }),
+      violation: (v) => this.violation(v),
+    };
   }
 
   traceOp(text: string, keys: readonly string[], replicas: readonly number[]): void {
@@ -484,6 +512,7 @@ class Simulation implements ClientCluster {
     this.mutant?.patchReplica?.(replica, this.mutantContext(s));
     s.replica = replica;
     s.lifetimes++;
+    for (const f of this.features) await f.opened?.(s.index, replica, this.featureContext());
   }
 
   private crash(s: ReplicaSlot, why: string): void {
@@ -495,6 +524,7 @@ class Simulation implements ClientCluster {
     s.replica = undefined;
     s.storage = undefined;
     s.crashArmedTicks = undefined;
+    for (const f of this.features) f.crashed?.(s.index, this.featureContext());
     if (this.pendingCrash?.slot === s) this.pendingCrash = undefined;
     for (const l of this.links) {
       if (l.a !== s.index && l.b !== s.index) continue;
@@ -830,7 +860,12 @@ class Simulation implements ClientCluster {
 
   /** Quiet: every session idle and nothing on the wire. */
   private quiescent(): boolean {
-    return this.net.pending === 0 && this.monitor.pending === 0 && this.sessionsIdle();
+    return (
+      this.net.pending === 0 &&
+      this.monitor.pending === 0 &&
+      this.sessionsIdle() &&
+      this.features.every((f) => f.busy?.() !== true)
+    );
   }
 
   /** Every replica up, every link connected by exactly one open session pair, each idle. */
@@ -847,6 +882,7 @@ class Simulation implements ClientCluster {
   private whyNotQuiet(): string {
     const out: string[] = [];
     for (const s of this.slots) if (s.replica === undefined) out.push(`${s.id} down`);
+    for (const f of this.features) if (f.busy?.() === true) out.push(`feature ${f.name} busy`);
     for (const l of this.links) {
       if (l.drivers === undefined) {
         out.push(`r${l.a}-r${l.b} not connected`);
@@ -934,6 +970,7 @@ class Simulation implements ClientCluster {
       for (const k of sorted) {
         const [collection, id] = splitKey(k);
         if (collection === TEXT_COLLECTION) continue; // checked by checkTexts
+        if (collection.startsWith('_')) continue; // system documents: the features check their own
         const v = await clientRead(this, s.index, { collection, id }, true);
         views.push({
           replica: s.index,
@@ -976,6 +1013,10 @@ class Simulation implements ClientCluster {
         this.time.nowMs,
       );
       this.checker.checkSameViews(views, this.time.nowMs);
+      const live = this.slots.flatMap((s) =>
+        s.replica === undefined ? [] : [{ index: s.index, id: s.id, replica: s.replica }],
+      );
+      for (const f of this.features) await f.check(live, this.featureContext());
     }
     this.checker.checkWriteBacks(this.history, this.time.nowMs);
     return digests;
@@ -996,6 +1037,8 @@ class Simulation implements ClientCluster {
       const term = hash128(new Encoder(bytes.length + 32).string(collection).string(id).raw(bytes).finish());
       for (let i = 0; i < 16; i++) acc[i] = (acc[i] as number) ^ (term[i] as number);
       const state = decodeRecord(bytes);
+      // System documents (settings, sequences) replicate, so they are in the digest, not in the counts.
+      if (collection.startsWith('_')) continue;
       if (state.siblings.some((x) => x.value !== null)) docs++;
       if (conflictCount(state, this.modelOf(collection)) > 0) conflicts++;
     }
@@ -1022,12 +1065,14 @@ class Simulation implements ClientCluster {
     let after: string | undefined;
     for (let page = 0; page < 100; page++) {
       const { results, next } = await replica.conflicts(after === undefined ? { limit: 50 } : { after, limit: 50 });
-      for (const c of results) listed.add(docKey(c.collection, c.id));
+      // Constraint entries (kind 'unique', 'reference') are the constraint feature's to check.
+      for (const c of results) if (c.kind === 'siblings') listed.add(docKey(c.collection, c.id));
       if (next === null) break;
       after = next;
     }
     const expected = new Set<string>();
     for (const [k, bytes] of states) {
+      if (k.startsWith('_')) continue;
       if (conflictCount(decodeRecord(bytes), this.modelOf(splitKey(k)[0])) > 0) expected.add(k);
     }
     const missing = [...expected].filter((k) => !listed.has(k));

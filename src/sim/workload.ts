@@ -26,14 +26,20 @@ import type { SimStorage } from './sim-storage.js';
 import { docKey } from './sim-storage.js';
 import { TEXT_OP_SHARE, runTextOp } from './text-workload.js';
 import type { TextHistory } from './text-workload.js';
+import type { FeatureContext, SimFeature } from './features.js';
 
 /**
- * 'all' (the default): records, every kind and text (text-workload.ts); 'mixed': records and
- * every kind, as before text; 'records': the record workload alone, as before kinds. Older
- * regression seeds name the mix they were found with, so they replay the same runs.
+ * 'full' (the default): everything 'all' has, plus the features of feature-registry.ts (time
+ * ids and sequences, unique fields and references, triggers); 'all': records, every kind and
+ * text (text-workload.ts); 'mixed': records and every kind, as before text; 'records': the
+ * record workload alone, as before kinds. Older regression seeds name the mix they were found
+ * with, so they replay the same runs.
  */
-export type WorkloadMix = 'all' | 'mixed' | 'records';
-export const WORKLOAD_MIXES: readonly WorkloadMix[] = ['all', 'mixed', 'records'];
+export type WorkloadMix = 'full' | 'all' | 'mixed' | 'records';
+export const WORKLOAD_MIXES: readonly WorkloadMix[] = ['full', 'all', 'mixed', 'records'];
+
+/** The share of client operations that go to the features in the 'full' workload. */
+const FEATURE_OP_SHARE = 0.25;
 
 export interface CollectionSpec {
   readonly name: string;
@@ -164,6 +170,10 @@ export interface ClientCluster {
   readonly workload: WorkloadMix;
   readonly stats: WorkloadStats;
   readonly texts: TextHistory;
+  /** The features of the 'full' workload (empty for the other mixes). */
+  readonly features: readonly SimFeature[];
+  /** What a feature's operation is given. */
+  featureContext(): FeatureContext;
   modelOf(collection: string): CollectionModel;
   nowMs(): number;
   upReplicas(): number[];
@@ -233,7 +243,13 @@ export async function runClientOp(c: ClientCluster): Promise<void> {
   if (up.length === 0) return;
   c.stats.ops++;
   const r = c.rng.pick(up);
-  if (c.workload === 'all' && chance(c.rng, TEXT_OP_SHARE)) {
+  if (c.features.length > 0 && chance(c.rng, FEATURE_OP_SHARE)) {
+    const feature = c.rng.pick(c.features);
+    const replica = c.handle(r)?.replica;
+    if (replica !== undefined) await feature.op(r, replica, c.featureContext());
+    return;
+  }
+  if ((c.workload === 'all' || c.workload === 'full') && chance(c.rng, TEXT_OP_SHARE)) {
     await runTextOp(c, c.texts, r);
     return;
   }

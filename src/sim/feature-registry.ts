@@ -1,0 +1,7 @@
+/**
+ * The features of the 'full' workload (see features.ts), in a fixed order: a seed's run
+ * depends on it. Each entry makes a fresh instance for one simulation.
+ */
+import type { SimFeature } from './features.js';
+
+export const FEATURES: readonly (() => SimFeature)[] = [];
