@@ -13,6 +13,7 @@ export { Collection, Database } from './client/database.js';
 export type * from './client/database.js';
 export { DbError, ConflictError, ErrorCode, isDbError } from './shared/errors.js';
 export { memoryConnectionPair } from './transport/memory/index.js';
+export { timeOfId } from './core/time-id.js';
 export type { Storage } from './storage/index.js';
 export type { Connection } from './transport/index.js';
 

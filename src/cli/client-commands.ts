@@ -1,5 +1,5 @@
 /**
- * put, get, del, patch, config, conflicts, status and watch: thin commands over the HTTP API, human
+ * put, post, get, del, patch, config, conflicts, status and watch: thin commands over the HTTP API, human
  * output by default and JSON with --json. They hold no logic beyond formatting.
  */
 import type { Command } from 'commander';
@@ -56,6 +56,15 @@ export function addClientCommands(program: Command, print: Print = console.log):
         print(o.json === true ? JSON.stringify(b) : `wrote ${collection}/${b.id}  version ${b.version}`);
       },
     );
+
+  withUrl(program.command('post <collection> <json>'))
+    .description('create a document under a new time-sortable id the leader picks (the value is JSON)')
+    .action(async (collection: string, json: string, o: Common) => {
+      const path = `db/${encodeURIComponent(collection)}`;
+      const { body } = await request(o.url, 'POST', path, { body: parseValue(json) });
+      const b = body as { id: string; version: string };
+      print(o.json === true ? JSON.stringify(b) : `wrote ${collection}/${b.id}  version ${b.version}`);
+    });
 
   withUrl(program.command('get <collection> <id>'))
     .description('read a document, its version and its conflicts')

@@ -1,7 +1,7 @@
 /** `polyarch serve`: flags and config file to a running leader, with graceful shutdown on signals. */
 import path from 'node:path';
 import type { Command } from 'commander';
-import { readConfigFile, resolveConfig } from '../server/config.js';
+import { ConfigError, readConfigFile, resolveConfig } from '../server/config.js';
 import { startServer } from '../server/serve.js';
 import type { RunningServer } from '../server/serve.js';
 import { CliError } from './http-client.js';
@@ -94,7 +94,9 @@ export function addServeCommand(program: Command): void {
       } catch (e) {
         throw new CliError((e as Error).message, 2);
       }
-      const server = await startServer(config);
+      const server = await startServer(config).catch((e: unknown) => {
+        throw e instanceof ConfigError ? new CliError(e.message, 2) : e;
+      });
       closeOnSignals([server]);
     });
 }

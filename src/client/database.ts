@@ -24,8 +24,13 @@ import type {
 } from '../replication/replica.js';
 import { SessionDriver } from '../replication/session-driver.js';
 import type { TextHandle } from '../replication/text-docs.js';
+import type { Trigger, TriggerEvent, TriggerOptions, TriggerStatus } from '../replication/triggers.js';
+export type { Trigger, TriggerEvent, TriggerOptions, TriggerStatus, TriggerWhere } from '../replication/triggers.js';
 export type { TextChange, TextEvent, TextHandle } from '../replication/text-docs.js';
+export type { ConstraintViolation } from '../replication/constraints.js';
 import type { SessionOptions } from '../replication/session-driver.js';
+import type { SequenceConfig, SequenceOptions, SequenceStatus } from '../replication/sequences.js';
+export type { SequenceConfig, SequenceOptions, SequenceStatus } from '../replication/sequences.js';
 import { PresenceHub, publisherId } from '../replication/presence.js';
 import type { PresenceRoom } from '../replication/presence.js';
 export type { PresencePeer, PresenceRoom } from '../replication/presence.js';
@@ -240,6 +245,48 @@ export class Collection {
   }
 }
 
+/** A named sequence at one replica (`db.sequence(name)`). */
+export class Sequence {
+  constructor(
+    private readonly replica: Replica,
+    /** The sequence's name. */
+    readonly name: string,
+  ) {}
+
+  /**
+   * The next number at this leader. When the blocks granted to it are used up and the
+   * allocator grants no new one within `waitMs` (default 2000), fails with code
+   * `sequence_exhausted`, having used no number: retry once connected.
+   * @example
+   * const n = await db.sequence('invoice').next();
+   */
+  next(options: { waitMs?: number } = {}): Promise<number> {
+    return this.replica.nextval(this.name, options);
+  }
+
+  /**
+   * Creates or changes the sequence at every replica (last writer wins): `allocator` is the
+   * replica granting blocks of `blockSize` (default 100) numbers from `start` (default 1).
+   * Changing the allocator hands over; do it while the old allocator is connected, or give a
+   * `start` above anything it may have granted (see docs/sdk.md).
+   * @example
+   * await db.sequence('invoice').configure({ allocator: 'eu-1', blockSize: 100, start: 1000 });
+   */
+  configure(options: SequenceOptions): Promise<SequenceConfig> {
+    return this.replica.configureSequence(this.name, options);
+  }
+
+  /**
+   * What this leader holds: settings, the ranges it may still hand out, how many numbers
+   * remain, the blocks it asked for and was granted, and the last number it handed out.
+   * @example
+   * const { remaining } = await db.sequence('invoice').status();
+   */
+  status(): Promise<SequenceStatus> {
+    return this.replica.sequenceStatus(this.name);
+  }
+}
+
 /** An embedded leader: accepts reads and writes locally and syncs with any peer. */
 export class Database {
   private readonly collectionsByName = new Map<string, Collection>();
@@ -281,6 +328,32 @@ export class Database {
    */
   batch(ops: readonly WriteOp[]): Promise<WriteResult[]> {
     return this.replica.write(ops);
+  }
+
+  /**
+   * A new document id, unique across the cluster without asking anyone, and sortable by the
+   * time it was made: ids made later at this replica sort after earlier ones as strings.
+   * Format (src/core/time-id.ts): time and counter in base32, this replica's id, and how many
+   * times its store has been opened (so a crash with a clock set back never repeats an id).
+   * @example
+   * const id = db.newId(); // '01hf7yat00001.eu-1.3'
+   * await db.collection('orders').put(id, { total: 12 });
+   */
+  newId(): string {
+    return this.replica.newId();
+  }
+
+  /**
+   * A named sequence of numbers for humans (invoice numbers): every leader hands them out
+   * from blocks an allocator replica grants it, so no number is ever given twice, even
+   * across partitions and crashes (numbers may be skipped). Configure it once, anywhere.
+   * @example
+   * const invoices = db.sequence('invoice');
+   * await invoices.configure({ allocator: 'eu-1', blockSize: 100 });
+   * const n = await invoices.next(); // 1, then 2, ...; another leader gets 101, ...
+   */
+  sequence(name: string): Sequence {
+    return new Sequence(this.replica, name);
   }
 
   /**
@@ -441,6 +514,8 @@ export class Database {
   /**
    * One page of the documents in conflict, in feed order, optionally of one collection.
    * A page may hold fewer than `limit` results while `next` is not null: follow `next`.
+   * Besides concurrent writes (`kind: 'siblings'`), it lists documents breaking a unique
+   * field or a reference after replication (`kind: 'unique' | 'reference'`, see `constraint`).
    * @example
    * for (let page = await db.conflicts(); ; page = await db.conflicts({ after: page.next })) {
    *   for (const c of page.results) console.log(c.collection, c.id, c.conflicts.length);
@@ -473,6 +548,42 @@ export class Database {
    */
   registerMerge(name: string, fn: MergeFunction): void {
     this.replica.registerMerge(name, fn);
+  }
+
+  /**
+   * Runs `handler` for every change, durably: never skipped, even across crashes and restarts.
+   * `where: 'origin'` (default) runs once in the whole cluster, at the replica that accepted
+   * the write; `'every-replica'` runs at each replica for each change it records. The first
+   * `on` naming a trigger (`name`, default `where`) declares it, and events accumulate from then
+   * on even while no handler is attached (say between a restart and this call). Events come one
+   * at a time, in order; a handler that throws is retried with backoff (see `triggerStatus`).
+   * Delivery is at least once: after a crash an event may come again, with the same `key`, so
+   * a handler whose effect must happen once records the keys it handled.
+   * @example
+   * db.on('change', async (e) => {
+   *   if (await alreadySent(e.key)) return;
+   *   await sendWelcomeMail(e.value);
+   *   await markSent(e.key);
+   * }, { where: 'origin', name: 'welcome-mail', collection: 'users' });
+   */
+  on(event: 'change', handler: (event: TriggerEvent) => unknown, options?: TriggerOptions): Trigger {
+    return this.replica.on(event, handler, options);
+  }
+
+  /**
+   * Every trigger declared at this replica: whether a handler is attached, events pending,
+   * delivered and failed here, the last error and the next retry.
+   */
+  triggerStatus(): TriggerStatus[] {
+    return this.replica.triggerStatus();
+  }
+
+  /**
+   * Forgets a trigger: its declaration and the events it had not delivered. A later `on` with
+   * the name declares it afresh (with other settings if wanted), from that moment on.
+   */
+  dropTrigger(name: string): Promise<void> {
+    return this.replica.dropTrigger(name);
   }
 
   /** Resolves when background work (merge write-backs, settings taking effect) is done. */

@@ -13,6 +13,7 @@ export { Collection, Database } from './database.js';
 export type * from './database.js';
 export { DbError, ConflictError, ErrorCode, isDbError } from '../shared/errors.js';
 export { memoryConnectionPair } from '../transport/memory/index.js';
+export { timeOfId } from '../core/time-id.js';
 export { TabDatabase } from './tabs.js';
 export type { BrowserStorageOptions, BroadcastChannelConstructor, LockManagerLike } from './tabs.js';
 export { openIndexedDbStorage } from '../storage/indexeddb/index.js';

@@ -10,3 +10,4 @@ export * from './json-value.js';
 export * from './hash.js';
 export * from './json-check.js';
 export * from './text-entries.js';
+export * from './time-id.js';

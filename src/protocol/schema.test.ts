@@ -21,6 +21,7 @@ const RECORDED: readonly { readonly version: number; readonly digest: string }[]
   { version: 2, digest: '3fbe89d7e0130082a8793e907a2588f87772203790527d248671ab7a91902e83' },
   { version: 3, digest: 'bf51670b72bfc7147ebee5aa77505bec6e7f232422090586f1d8e25306f986dc' },
   { version: 4, digest: '56b4f1c959753edebf798b6ac57bbd115fb144e73a9d9238cf3c0e67f148ccec' },
+  { version: 5, digest: '06befb5314fae0545c3c9241c666d26f0e10b9274267e4ed2d960474cc5eadf3' },
 ];
 
 const hlc = { ms: 1_795_000_000_000, c: 2 };
@@ -90,6 +91,22 @@ const SAMPLES: { readonly [T in MessageType]: readonly MessageOf<T>[] } = {
       fromSeq: 131,
       toSeq: 132,
       changes: [{ docs: [{ collection: 'events', id: 'e1', state: encodeRecord(EVERY_ENTRY) }] }],
+      context: null,
+    },
+    // The system collections a peer must accept: settings, and (version 5) sequences.
+    {
+      type: 'batch',
+      id: 20,
+      fromSeq: 132,
+      toSeq: 133,
+      changes: [
+        {
+          docs: [
+            { collection: '_config', id: 'events', state: new Uint8Array([4]) },
+            { collection: '_sequences', id: 'invoice/grants/eu-1', state: new Uint8Array([5]) },
+          ],
+        },
+      ],
       context: null,
     },
   ],

@@ -14,4 +14,8 @@
 // 4 (2026-11-30): refused message (tag 10): the documents of a batch a receiver will never
 //    apply (a client token without the right to write their collection), sent before the
 //    batch's ack. A version 3 peer would close the session on the unknown tag.
-export const PROTOCOL_VERSION = 4;
+// 5 (2026-11-29): documents of the system collection `_sequences` (sequence settings, block
+//    requests and grants; src/replication/sequences.ts). The message schema is unchanged, but a
+//    version 4 peer refuses a change naming `_sequences` as an invalid collection and would
+//    close every session that carries one.
+export const PROTOCOL_VERSION = 5;

@@ -16,6 +16,16 @@ import { DbError, ErrorCode } from '../shared/errors.js';
 import type { Logger } from '../env/env.js';
 
 export const CONFIG_COLLECTION = '_config';
+/** Sequences' settings, requests and grants (sequences.ts). */
+export const SEQUENCES_COLLECTION = '_sequences';
+
+/**
+ * Collections the replica itself writes (`write(ops, system = true)`): they replicate like
+ * data but are not the user's, so they are neither counted in `docs` nor shown in conflicts.
+ */
+export function isSystemCollection(collection: string): boolean {
+  return collection === CONFIG_COLLECTION || collection === SEQUENCES_COLLECTION;
+}
 
 /**
  * A pure function of a register's live sibling values, in canonical (dot) order. It must
@@ -31,6 +41,10 @@ export interface CollectionOptions {
   /** With policy 'merge': a function, or the name of one registered with the replica. */
   merge?: MergeFunction | string;
   fields?: CollectionConfig['fields'];
+  /** Fields no two live documents may share a value of (see docs/constraints.md). */
+  unique?: string[];
+  /** Fields holding the id of a document of another collection: `{ owner: 'users' }`. */
+  references?: Record<string, string>;
 }
 
 export class CollectionConfigs {
@@ -58,6 +72,8 @@ export class CollectionConfigs {
       const input: Record<string, unknown> = { kind: o.kind ?? Kind.record, policy: o.policy ?? Policy.keep };
       if (merge !== undefined) input.merge = merge;
       if (o.fields !== undefined) input.fields = o.fields;
+      if (o.unique !== undefined) input.unique = o.unique;
+      if (o.references !== undefined) input.references = o.references;
       try {
         this.local.set(name, checkCollectionConfig(input));
       } catch (e) {
@@ -72,7 +88,7 @@ export class CollectionConfigs {
   }
 
   get(collection: string): CollectionConfig {
-    if (collection === CONFIG_COLLECTION) return CONFIG_OF_CONFIG;
+    if (isSystemCollection(collection)) return CONFIG_OF_CONFIG;
     return this.replicated.get(collection) ?? this.local.get(collection) ?? DEFAULT_CONFIG;
   }
 
@@ -135,6 +151,16 @@ export class CollectionConfigs {
     return [...out].sort();
   }
 
+  /** The collections whose settings in use declare unique fields or references, ascending. */
+  constrained(): string[] {
+    const out: string[] = [];
+    for (const name of new Set([...this.replicated.keys(), ...this.local.keys()])) {
+      const c = this.get(name);
+      if (c.unique !== undefined || c.references !== undefined) out.push(name);
+    }
+    return out.sort();
+  }
+
   /** Names of merge functions that settings use but this replica has not registered. */
   missingMerges(): string[] {
     const missing = new Set<string>();
@@ -182,5 +208,5 @@ function policyShape(c: CollectionConfig): unknown {
   return [c.policy, c.merge, Object.entries(c.fields ?? {}).map(([p, f]) => [p, f.policy, f.merge])];
 }
 
-/** `_config` documents are records resolved by last-writer-wins. */
+/** System documents (`_config`, `_sequences`) are records resolved by last-writer-wins. */
 const CONFIG_OF_CONFIG: CollectionConfig = { kind: Kind.record, policy: Policy.lww };

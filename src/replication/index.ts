@@ -13,6 +13,8 @@ export type {
   WriteOp,
   WriteResult,
 } from './replica.js';
+export type { Trigger, TriggerEvent, TriggerOptions, TriggerStatus, TriggerWhere } from './triggers.js';
+export type { SequenceConfig, SequenceOptions, SequenceStatus } from './sequences.js';
 export { initialSession, step } from './session.js';
 export type { Effect, SessionConfig, SessionEvent, SessionState } from './session.js';
 export { SessionDriver } from './session-driver.js';

@@ -18,6 +18,8 @@ import {
   EMPTY_RECORD,
   Policy,
   bytesEqual,
+  TIME_ID_COUNTER_MAX,
+  encodeTimeId,
   checkCollection,
   checkDocId,
   checkReplicaId,
@@ -68,12 +70,20 @@ import type { DocKey, DocRow, Storage, WriteTx } from '../storage/index.js';
 import { ConflictError, DbError, ErrorCode } from '../shared/errors.js';
 import { META_KEY, ReplicaMeta } from './replica-meta.js';
 import { FLAG_CONFLICT, FLAG_IN_GROUP, unwrapStored, wrapEncoded, wrapStored } from './stored-doc.js';
-import { CONFIG_COLLECTION, CollectionConfigs } from './collection-config.js';
+import { CONFIG_COLLECTION, CollectionConfigs, SEQUENCES_COLLECTION, isSystemCollection } from './collection-config.js';
+import { DEFAULT_WAIT_MS, Sequences } from './sequences.js';
+import type { SequenceConfig, SequenceOptions, SequenceStatus } from './sequences.js';
 import { TextDocuments, checkTextPayload, textOf, textPartFor } from './text-docs.js';
 import { SeqIndex } from './seq-index.js';
 import type { CommitHook, RecordedChange } from './commit-hooks.js';
+import { Constraints } from './constraints.js';
+import type { ConstraintViolation } from './constraints.js';
+import { Triggers } from './triggers.js';
+import type { Trigger, TriggerEvent, TriggerOptions, TriggerStatus } from './triggers.js';
 
 const SEQ_INDEX_KEY = 'seq-index';
+/** How many times this store has been opened (see newId). */
+const INCARNATION_KEY = 'incarnation';
 import type { TextCompaction, TextHandle } from './text-docs.js';
 import type { CollectionOptions, MergeFunction } from './collection-config.js';
 
@@ -117,6 +127,8 @@ export interface DocView {
   origin: string;
   time: string;
   conflicts: ConflictView[];
+  /** Why the document breaks a unique field or a reference (see constraints.ts); only when it does. */
+  violations?: ConstraintViolation[];
 }
 
 export interface WriteResult {
@@ -145,7 +157,12 @@ export interface ConflictEntry {
   seq: number;
   collection: string;
   id: string;
-  kind: 'siblings';
+  /** 'siblings': concurrent writes kept; 'unique' or 'reference': a constraint broken after replication. */
+  kind: 'siblings' | 'unique' | 'reference';
+  /** For a constraint entry: the field, and the value and the document keeping it, or the missing target. */
+  constraint?:
+    | { field: string; value: JsonValue; winner: string }
+    | { field: string; target: { collection: string; id: string } };
   /** The document as GET shows it: the winner, its version and the losing siblings. */
   value: JsonValue | null;
   version: string;
@@ -186,6 +203,8 @@ export interface ReplicaStatus {
   digest: string;
   docs: number;
   conflicts: number;
+  /** Constraint entries `conflicts()` lists: unique values or references broken after replication. */
+  violations: number;
 }
 
 interface PreparedWrite {
@@ -236,6 +255,15 @@ export class Replica {
   private readonly hooks: CommitHook[] = [];
   /** The documents the commit in progress recorded, for the hooks. */
   private recorded: RecordedChange[] = [];
+  /** The last (ms, counter) newId used: in memory only, the incarnation makes it safe (see newId). */
+  private idClock: Hlc = { ms: 0, c: 0 };
+  private incarnation = 0;
+  /** Sequences (sequences.ts): blocks of numbers granted by an allocator, told of commits by a hook. */
+  private readonly sequences: Sequences;
+  /** Unique fields and references (constraints.ts): local refusals and the violations replication brings. */
+  private readonly constraints: Constraints;
+  /** Durable triggers (triggers.ts): declarations, their outboxes (written by a commit hook) and delivery. */
+  private readonly triggers: Triggers;
 
   private constructor(
     private readonly storage: Storage,
@@ -256,6 +284,41 @@ export class Replica {
       },
       options.textCompaction,
     );
+    // Before the triggers: a refused write should not make them do work first.
+    this.constraints = new Constraints({
+      constrained: () => this.configs.constrained(),
+      config: (collection) => this.configs.get(collection),
+      valueOf: (collection, id, state) => this.view(collection, id, state) ?? undefined,
+      read: (fn) => this.storage.read(fn),
+      schedule: (job) => this.afterCommit(job),
+    });
+    this.addCommitHook(this.constraints);
+    this.triggers = new Triggers({
+      storage,
+      env,
+      replicaId: meta.id,
+      view: (collection, id, state) => this.view(collection, id, state)?.value ?? null,
+    });
+    this.addCommitHook(this.triggers.hook);
+    this.sequences = new Sequences({
+      id: meta.id,
+      env,
+      isClosed: () => this.closed,
+      listDocs: () => this.listSystemDocs(SEQUENCES_COLLECTION),
+      put: async (docs) => {
+        await this.write(
+          docs.map((d) => ({ type: 'put', collection: SEQUENCES_COLLECTION, id: d.id, value: d.value })),
+          true,
+        );
+      },
+      readLocal: (key) => this.storage.read((tx) => tx.getMeta(key)),
+      updateLocal: async (key, update) => {
+        this.checkOpen();
+        await this.storage.write(async (tx) => tx.putMeta(key, update(await tx.getMeta(key))));
+      },
+      afterCommit: (job) => this.afterCommit(job),
+    });
+    this.addCommitHook(this.sequences);
   }
 
   static async open(options: ReplicaOptions): Promise<Replica> {
@@ -264,7 +327,12 @@ export class Replica {
     for (const name of Object.keys(options.collections ?? {})) checkCollection(name);
     // Validates the defaults before the store is touched.
     new CollectionConfigs(options.collections ?? {}, options.mergeFunctions ?? {});
+    let incarnation = 0;
     const meta = await storage.write(async (tx) => {
+      // Raised at every open, in the transaction open runs anyway: see newId.
+      const inc = await tx.getMeta(INCARNATION_KEY);
+      incarnation = (inc === undefined ? 0 : new Decoder(inc).uint()) + 1;
+      tx.putMeta(INCARNATION_KEY, new Encoder(8).uint(incarnation).finish());
       const bytes = await tx.getMeta(META_KEY);
       if (bytes !== undefined) {
         const m = ReplicaMeta.decode(bytes);
@@ -284,8 +352,12 @@ export class Replica {
     // The persisted high-water mark keeps our HLC monotonic across restarts, even when the
     // wall clock went backwards meanwhile.
     const replica = new Replica(storage, env, meta, options);
+    replica.incarnation = incarnation;
     replica.seqIndex = SeqIndex.decode(await storage.read((tx) => tx.getMeta(SEQ_INDEX_KEY)));
     await replica.loadConfigs();
+    await replica.constraints.ensureBuilt();
+    await replica.triggers.load();
+    await replica.sequences.load();
     return replica;
   }
 
@@ -303,6 +375,75 @@ export class Replica {
     return this.meta.id;
   }
 
+  /** Every document of a system collection, for the features that keep their state there. */
+  private async listSystemDocs(collection: string): Promise<{ id: string; state: RecordState }[]> {
+    const out: { id: string; state: RecordState }[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const rows = await this.storage.read((tx) => tx.listDocs(collection, after, 500));
+      for (const row of rows) out.push({ id: row.id, state: unwrapStored(row.state).state });
+      if (rows.length < 500) return out;
+      after = rows[rows.length - 1]?.id;
+    }
+  }
+
+  // ---------------------------------------------------------------- ids and sequences
+
+  /**
+   * A new document id, unique in the cluster and sortable by time, made without asking
+   * anyone: the time and a per-millisecond counter (from max(last id, this replica's HLC) and
+   * the wall clock, so never twice the same in one process, and later ids sort after earlier
+   * ones), this replica's id, and its incarnation (how many times its store has been opened).
+   * No id is persisted: after a crash, a clock that went backwards could make this replica
+   * reach a (time, counter) it used before the crash, and only the incarnation, raised at
+   * every open, keeps that id different. See src/core/time-id.ts for the format.
+   */
+  newId(): string {
+    this.checkOpen();
+    const now = Math.floor(this.env.clock.nowMs());
+    const base = compareHlc(this.idClock, this.meta.hlc) >= 0 ? this.idClock : this.meta.hlc;
+    let next: Hlc = now > base.ms ? { ms: now, c: 0 } : { ms: base.ms, c: base.c + 1 };
+    // A full millisecond: borrow the next one (the HLC does the same when the clock stalls).
+    if (next.c > TIME_ID_COUNTER_MAX) next = { ms: next.ms + 1, c: 0 };
+    this.idClock = next;
+    return encodeTimeId({ ms: next.ms, counter: next.c, replica: this.meta.id, incarnation: this.incarnation });
+  }
+
+  /**
+   * Sets up (or changes) sequence `name` at every replica: `allocator` is the replica that
+   * grants blocks of `blockSize` numbers (default 100) from `start` (default 1). Changing the
+   * allocator hands over: the new one grants above every grant it has seen (see sequences.ts
+   * for the hazard when the old one's last grants have not reached it).
+   */
+  async configureSequence(name: string, options: SequenceOptions): Promise<SequenceConfig> {
+    this.checkOpen();
+    const doc = this.sequences.configure(name, options);
+    await this.write([{ type: 'put', collection: SEQUENCES_COLLECTION, id: doc.id, value: doc.value }], true);
+    return doc.value as unknown as SequenceConfig;
+  }
+
+  /**
+   * The next number of sequence `name` at this leader: never one any leader handed out
+   * before, even across partitions and crashes; numbers may be skipped. Served from the blocks
+   * granted to this leader; when they are used up it asks the allocator and waits up to
+   * `waitMs` (default 2000) for a grant, then fails with `sequence_exhausted` (no number was
+   * used: retry later). An unknown sequence is `not_found`.
+   */
+  async nextval(name: string, options: { waitMs?: number } = {}): Promise<number> {
+    this.checkOpen();
+    const waitMs = options.waitMs ?? DEFAULT_WAIT_MS;
+    if (!Number.isSafeInteger(waitMs) || waitMs < 0) {
+      throw new DbError(ErrorCode.invalidInput, 'waitMs must be an integer >= 0');
+    }
+    return this.sequences.next(name, waitMs);
+  }
+
+  /** What this leader holds of sequence `name`: its settings, blocks, remaining numbers, requests and grants. */
+  async sequenceStatus(name: string): Promise<SequenceStatus> {
+    this.checkOpen();
+    return this.sequences.status(name);
+  }
+
   /** The committed feed head. */
   get seq(): number {
     return this.meta.seq;
@@ -314,7 +455,7 @@ export class Replica {
    * distinct value otherwise.
    */
   private conflictCount(collection: string, id: string, state: RecordState): number {
-    if (state.siblings.length <= 1 || collection === CONFIG_COLLECTION || isTextState(state)) return 0;
+    if (state.siblings.length <= 1 || isSystemCollection(collection) || isTextState(state)) return 0;
     if (state.siblings.every(isRootRegister)) {
       const win = winner(state);
       if (win === undefined || this.configs.get(collection).policy === Policy.lww) return 0;
@@ -490,7 +631,7 @@ export class Replica {
         `unknown operation type ${JSON.stringify((op as { type?: unknown }).type)}`,
       );
     }
-    const collection = system && op.collection === CONFIG_COLLECTION ? op.collection : checkCollection(op.collection);
+    const collection = system && isSystemCollection(op.collection) ? op.collection : checkCollection(op.collection);
     const id = system ? op.id : checkDocId(op.id);
     const config = this.configs.get(collection);
     const value = op.type === 'put' ? encodeJsonValue(op.value, this.limits) : null;
@@ -614,8 +755,8 @@ export class Replica {
     flags: number,
     encoded?: Uint8Array,
   ): boolean {
-    // Settings documents are in the digest (they replicate) but not in the user's counts.
-    const counted = key.collection === CONFIG_COLLECTION ? 0 : 1;
+    // System documents are in the digest (they replicate) but not in the user's counts.
+    const counted = isSystemCollection(key.collection) ? 0 : 1;
     const conflict = counted === 1 && this.conflictCount(key.collection, key.id, state) > 0;
     // A row that left an atomic group keeps the mark: wherever it moves next, the group's
     // seq must still ship with it, so each move extends the chain of links.
@@ -645,9 +786,17 @@ export class Replica {
     this.checkOpen();
     checkCollection(collection);
     checkDocId(id);
-    const row = await this.storage.read(async (tx) => (await tx.getDocs([{ collection, id }]))[0]);
+    const involved = this.constraints.involves(collection);
+    // The violations are read with the row, so both show the same commit.
+    const [row, violations] = await this.storage.read(async (tx) => {
+      if (involved) await this.constraints.ensureBuiltIn(tx);
+      const got = (await tx.getDocs([{ collection, id }]))[0];
+      return [got, involved ? this.constraints.violationsOf(collection, id) : []] as const;
+    });
     if (row === undefined) return null;
-    return this.view(collection, id, unwrapStored(row.state).state);
+    const v = this.view(collection, id, unwrapStored(row.state).state);
+    if (v !== null && violations.length > 0) v.violations = violations;
+    return v;
   }
 
   /** The replicated state of one document (for tests, tools and checkers). */
@@ -884,39 +1033,55 @@ export class Replica {
     }
     const results: ConflictEntry[] = [];
     // Nothing to find: skip the scan (the count is kept exact by every commit).
-    if (this.meta.conflicts === 0) return { results, next: null, last_seq: Math.max(since, this.meta.seq) };
+    await this.constraints.ensureBuilt();
+    const violations = this.constraints.count() > 0;
+    if (this.meta.conflicts === 0 && !violations) {
+      return { results, next: null, last_seq: Math.max(since, this.meta.seq) };
+    }
     const budget = 10_000;
     let scanned = 0;
     for (;;) {
       // Whole atomic changes only: rows of one seq share a cursor, so a page must not end
       // inside one (the next page, read after that seq, would skip the rest of it).
-      const { rows, more } = await this.storage.read(async (tx) => {
+      const { rows, more, flags } = await this.storage.read(async (tx) => {
         const page = await tx.feed(since, 1000);
         const last = page[page.length - 1];
-        if (page.length < 1000 || last === undefined) return { rows: page, more: false };
-        const whole = page.filter((r) => r.seq !== last.seq);
-        return { rows: whole.length > 0 ? whole : await tx.feedRange(since, last.seq), more: true };
+        const whole = page.filter((r) => r.seq !== last?.seq);
+        const read =
+          page.length < 1000 || last === undefined
+            ? { rows: page, more: false }
+            : { rows: whole.length > 0 ? whole : await tx.feedRange(since, last.seq), more: true };
+        // Constraint flags are read with the rows, so both show the same commit.
+        const flagsOf = (r: DocRow): ConstraintViolation[] => this.constraints.violationsOf(r.collection, r.id);
+        return { ...read, flags: this.constraints.count() > 0 ? read.rows.map(flagsOf) : undefined };
       });
       // Once the page is full, the rest of the change it ends in still goes on it.
       let fullAt: number | undefined;
-      for (const row of rows) {
+      for (const [i, row] of rows.entries()) {
         if (fullAt !== undefined && row.seq !== fullAt) break;
         since = row.seq;
         scanned++;
         if (options.collection !== undefined && row.collection !== options.collection) continue;
-        if (row.collection === CONFIG_COLLECTION) continue;
+        if (isSystemCollection(row.collection)) continue;
         const { state } = unwrapStored(row.state);
-        if (this.conflictCount(row.collection, row.id, state) === 0) continue;
+        const siblings = this.conflictCount(row.collection, row.id, state) > 0;
+        const flagged = flags?.[i] ?? [];
+        if (!siblings && flagged.length === 0) continue;
         const v = this.view(row.collection, row.id, state);
-        results.push({
+        const entry = (kind: ConflictEntry['kind']): ConflictEntry => ({
           seq: row.seq,
           collection: row.collection,
           id: row.id,
-          kind: 'siblings',
+          kind,
           value: v?.value ?? null,
           version: v?.version ?? contextToken(row.collection, row.id, state.context, latestHlc(state)),
           conflicts: v === null ? state.siblings.map((x) => this.conflictView(row.collection, row.id, x)) : v.conflicts,
         });
+        if (siblings) results.push(entry('siblings'));
+        for (const f of flagged) {
+          const { kind, ...constraint } = f;
+          results.push({ ...entry(kind), constraint });
+        }
         if (results.length >= limit && fullAt === undefined) fullAt = row.seq;
       }
       if (fullAt !== undefined) return { results, next: String(fullAt), last_seq: fullAt };
@@ -1161,7 +1326,7 @@ export class Replica {
       let collection: string;
       let id: string;
       try {
-        collection = d.collection === CONFIG_COLLECTION ? d.collection : checkCollection(d.collection);
+        collection = isSystemCollection(d.collection) ? d.collection : checkCollection(d.collection);
         id = collection === CONFIG_COLLECTION ? checkCollection(d.id) : checkDocId(d.id);
       } catch (cause) {
         throw new DbError(ErrorCode.protocol, `change names an invalid document: ${(cause as Error).message}`, {
@@ -1231,6 +1396,7 @@ export class Replica {
       digest: toHex(m.digest),
       docs: m.docs,
       conflicts: m.conflicts,
+      violations: this.constraints.count(),
     };
   }
 
@@ -1250,11 +1416,38 @@ export class Replica {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Runs `handler` for every change this replica records from the trigger's declaration on,
+   * never skipping one across crashes and restarts (see triggers.ts). `where: 'origin'`
+   * (default) runs once in the cluster, at the replica that accepted the write;
+   * `'every-replica'` once at each replica, for each change it records. The first `on` naming
+   * a trigger declares it durably (`ready`); events then accumulate even while no handler is
+   * attached. Delivery is at least once, in order, one at a time: a handler that throws is
+   * retried with backoff, and one that acted just before a crash sees the event again with the
+   * same `key`, by which handlers whose effect must happen once dedupe.
+   */
+  on(event: 'change', handler: (e: TriggerEvent) => unknown, options?: TriggerOptions): Trigger {
+    return this.triggers.on(event, handler, options);
+  }
+
+  /** Every declared trigger: attached here or not, events pending, failures, next retry. */
+  triggerStatus(): TriggerStatus[] {
+    return this.triggers.status();
+  }
+
+  /** Forgets trigger `name`: its declaration and the events it had not delivered. */
+  dropTrigger(name: string): Promise<void> {
+    return this.triggers.drop(name);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
+    // No trigger handler runs from now on; commits still capture their events until the store closes.
+    this.triggers.close();
     // Text edits made so far are committed, not lost with the process's memory.
     await this.texts.flushAll().catch(() => undefined);
     this.closed = true;
+    this.sequences.closed();
     this.listeners.clear();
     this.conflictListeners.clear();
     await this.background;

@@ -62,6 +62,7 @@ export function buildApp(deps: AppDeps): { app: FastifyInstance; metrics: Metric
     status: () => deps.db.status(),
     mergeWriteBacks: () => deps.db.replica.mergeWriteBacks,
     presencePublishers: () => deps.db.presenceHub.publishers(),
+    triggers: () => deps.db.replica.triggerStatus(),
     // A peer is labelled by its replica id, or by its URL until its handshake names it.
     peers: () =>
       peers().flatMap((p) => {

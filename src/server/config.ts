@@ -8,6 +8,8 @@ import { checkReplicaId } from '../core/names.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
 import { parseTokens } from './client-tokens.js';
 import type { ClientToken } from './client-tokens.js';
+import { parseTriggers, resolveTriggerModules } from './trigger-config.js';
+import type { TriggerConfig } from './trigger-config.js';
 
 export interface ServerConfig {
   id: string;
@@ -29,6 +31,8 @@ export interface ServerConfig {
    * read and write. From the file's `tokens` or the `--token` flags (which replace the file's).
    */
   tokens?: readonly ClientToken[];
+  /** Change triggers delivered by a module or a webhook (trigger-config.ts); from the file's `triggers`. */
+  triggers?: readonly TriggerConfig[];
 }
 
 export const DEFAULTS = {
@@ -53,7 +57,18 @@ const KEYS = [
   'deadAfterMs',
   'mergeFunctions',
   'tokens',
+  'triggers',
 ];
+
+/**
+ * A bad setting found only when the server starts using it (a trigger module that cannot load
+ * or exports no handler): `polyarch serve` exits 2 for it, as for any bad setting.
+ */
+export class ConfigError extends DbError {
+  constructor(message: string) {
+    super(ErrorCode.invalidInput, message);
+  }
+}
 
 function bad(message: string): DbError {
   return new DbError(ErrorCode.invalidInput, message);
@@ -75,7 +90,10 @@ export function readConfigFile(path: string): Record<string, unknown> {
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw bad(`config file ${path} must hold a JSON object`);
   }
-  return parsed as Record<string, unknown>;
+  const file = parsed as Record<string, unknown>;
+  // A trigger module named in the file is found relative to the file.
+  if (file.triggers !== undefined) file.triggers = resolveTriggerModules(file.triggers, path);
+  return file;
 }
 
 /** Merges and validates settings; throws DbError('invalid_input') naming the bad one. */
@@ -141,6 +159,7 @@ export function resolveConfig(
     throw bad('--merge-functions must be the path of a JS module exporting merge functions');
   }
   const tokens = parseTokens(pick('tokens'));
+  const triggers = parseTriggers(pick('triggers'));
   return {
     id: id as string,
     port,
@@ -154,5 +173,6 @@ export function resolveConfig(
     deadAfterMs,
     mergeFunctions: mergeFunctions as string | undefined,
     tokens,
+    triggers,
   };
 }

@@ -55,6 +55,8 @@ export const httpStatusOf: Readonly<Record<ErrorCode, { status: number; code: Er
 export interface ErrorBody {
   error: string;
   message: string;
+  /** For constraint_violation: the kind, field, value and the other document (see constraints.ts). */
+  details?: Readonly<Record<string, unknown>>;
 }
 
 /** The code a client sees for a status Fastify chose (body parsing, routing, limits). */
@@ -79,6 +81,10 @@ function isFastifyError(e: unknown): e is FastifyError {
 export function describeError(e: unknown): { status: number; body: ErrorBody } {
   if (e instanceof DbError) {
     const { status, code } = httpStatusOf[e.code];
+    // Only a refused constraint's details are for the client: it needs them to resolve it.
+    if (e.code === ErrorCode.constraint && e.details !== undefined) {
+      return { status, body: { error: code, message: e.message, details: e.details } };
+    }
     return { status, body: { error: code, message: e.message } };
   }
   if (e instanceof HttpError) return { status: e.status, body: { error: e.code, message: e.message } };

@@ -408,7 +408,7 @@ describe('request errors', () => {
     const { app } = await serve();
     expect((await app.inject({ url: '/nope' })).json()).toMatchObject({ error: 'not_found' });
     expectError(await app.inject({ url: '/nope' }), 404, 'not_found');
-    expectError(await app.inject({ method: 'POST', url: '/db/c' }), 404, 'not_found');
+    expectError(await app.inject({ method: 'POST', url: '/db/c/d' }), 404, 'not_found');
     expectError(await app.inject({ url: '/db/c/d/e' }), 404, 'not_found');
   });
 
@@ -707,7 +707,7 @@ describe('status and metrics', () => {
     await put(app, '/db/c/a', 1);
     const res = await app.inject({ url: '/status' });
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toEqual({ ...db.status(), peers: [peer] });
+    expect(res.json()).toEqual({ ...db.status(), peers: [peer], triggers: [] });
     expect(res.json()).toMatchObject({ replica: 'eu', seq: 1, docs: 1, conflicts: 0 });
   });
 

@@ -67,6 +67,24 @@ const collectionParams = {
 
 const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 
+const sequenceParams = {
+  type: 'object',
+  required: ['name'],
+  additionalProperties: false,
+  properties: { name: { type: 'string' } },
+} as const;
+
+/** How long POST /sequences/:name/next may wait for a block (ms). */
+const SEQUENCE_WAIT_MAX_MS = 30_000;
+const nextQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { waitMs: { type: 'integer', minimum: 0, maximum: SEQUENCE_WAIT_MAX_MS } },
+} as const;
+
+/** The collection whose rights govern sequences (a system collection: only '*' rights reach it). */
+const SEQUENCES_PSEUDO_COLLECTION = '_sequences';
+
 const writeHeaders = {
   type: 'object',
   properties: { 'if-match': { type: 'string' }, 'if-none-match': { type: 'string' } },
@@ -312,6 +330,8 @@ const API_ROUTES: ReadonlySet<string> = new Set([
   '/db/:collection/:id',
   '/db/:collection',
   '/db/_batch',
+  '/sequences/:name',
+  '/sequences/:name/next',
   '/conflicts',
   '/changes',
   '/status',
@@ -591,6 +611,67 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     },
   );
 
+  // A document under an id the server makes (time-sortable, unique: db.newId()).
+  app.post<{ Params: { collection: string }; Body: unknown }>(
+    '/db/:collection',
+    { onRequest: refuseWhileShuttingDown, schema: { params: collectionParams, querystring: noQuery, body: {} } },
+    async (request, reply) => {
+      const { collection } = request.params;
+      need(grantOf(request), 'write', collection);
+      if (request.body === undefined) {
+        throw new HttpError(
+          400,
+          HttpErrorCode.invalidJson,
+          'a POST needs a JSON body (content-type: application/json)',
+        );
+      }
+      // Create-only: a fresh id names no document, and this keeps it so should that ever fail.
+      const result = await db.collection(collection).put(db.newId(), request.body as JsonValue, { ifAbsent: true });
+      metrics.writes.inc();
+      return reply.code(201).header('etag', etagOf(result.version)).send(written(result));
+    },
+  );
+
+  // Sequences: their documents live in the system collection _sequences, so with client tokens
+  // they need a right on every collection ('*'): read to see a status, read-write to configure
+  // or take numbers.
+  app.put<{ Params: { name: string }; Body: unknown }>(
+    '/sequences/:name',
+    { onRequest: refuseWhileShuttingDown, schema: { params: sequenceParams, querystring: noQuery, body: {} } },
+    async (request) => {
+      need(grantOf(request), 'write', SEQUENCES_PSEUDO_COLLECTION);
+      if (request.body === undefined) {
+        throw new HttpError(
+          400,
+          HttpErrorCode.invalidJson,
+          'sequence settings need a JSON body: { "allocator": "eu-1" }',
+        );
+      }
+      const config = await db.sequence(request.params.name).configure(request.body as never);
+      return { name: request.params.name, ...config };
+    },
+  );
+
+  app.get<{ Params: { name: string } }>(
+    '/sequences/:name',
+    { schema: { params: sequenceParams, querystring: noQuery } },
+    async (request) => {
+      need(grantOf(request), 'read', SEQUENCES_PSEUDO_COLLECTION);
+      return db.sequence(request.params.name).status();
+    },
+  );
+
+  app.post<{ Params: { name: string }; Querystring: { waitMs?: number } }>(
+    '/sequences/:name/next',
+    { onRequest: refuseWhileShuttingDown, schema: { params: sequenceParams, querystring: nextQuery } },
+    async (request) => {
+      need(grantOf(request), 'write', SEQUENCES_PSEUDO_COLLECTION);
+      const { waitMs } = request.query;
+      const value = await db.sequence(request.params.name).next(waitMs === undefined ? {} : { waitMs });
+      return { name: request.params.name, value };
+    },
+  );
+
   app.get<{ Querystring: ChangesQuery; Headers: { 'last-event-id'?: number } }>(
     '/changes',
     { schema: { querystring: changesQuery, headers: changesHeaders } },
@@ -631,7 +712,11 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     },
   );
 
-  app.get('/status', { schema: { querystring: noQuery } }, async () => ({ ...db.status(), peers: deps.peers() }));
+  app.get('/status', { schema: { querystring: noQuery } }, async () => ({
+    ...db.status(),
+    peers: deps.peers(),
+    triggers: db.replica.triggerStatus(),
+  }));
 
   app.get('/metrics', { schema: { querystring: noQuery } }, async (_request: FastifyRequest, reply: FastifyReply) => {
     const text = await metrics.registry.metrics();

@@ -14,6 +14,8 @@ export interface MetricsSource {
   mergeWriteBacks?(): number;
   /** Presence publishers this leader holds a live state of, in any room. */
   presencePublishers?(): number;
+  /** The triggers this leader's store declares, with their counts (TriggerStatus). */
+  triggers?(): readonly { name: string; pending: number; delivered: number; failures: number }[];
 }
 
 export interface Metrics {
@@ -76,6 +78,38 @@ export function createMetrics(source: MetricsSource): Metrics {
     'polyarch_peer_lag_seconds',
     'How long the oldest change a peer has not acknowledged has waited.',
     (lag) => lag.ms / 1000,
+  );
+
+  // Per trigger, from the core's status at scrape time; a dropped trigger's series goes away.
+  const triggers = (): readonly { name: string; pending: number; delivered: number; failures: number }[] =>
+    source.triggers?.() ?? [];
+  new Gauge({
+    name: 'polyarch_trigger_pending',
+    help: 'Trigger events waiting for delivery, by trigger.',
+    labelNames: ['trigger'],
+    registers,
+    collect(this: Gauge<'trigger'>) {
+      this.reset();
+      for (const t of triggers()) this.set({ trigger: t.name }, t.pending);
+    },
+  });
+  const triggerTotal = (name: string, help: string, read: (t: { delivered: number; failures: number }) => number) => {
+    new Counter({
+      name,
+      help,
+      labelNames: ['trigger'],
+      registers,
+      collect(this: Counter<'trigger'>) {
+        this.reset();
+        for (const t of triggers()) this.inc({ trigger: t.name }, read(t));
+      },
+    });
+  };
+  triggerTotal('polyarch_trigger_deliveries_total', 'Trigger events acknowledged, by trigger.', (t) => t.delivered);
+  triggerTotal(
+    'polyarch_trigger_failures_total',
+    'Failed trigger delivery attempts (each is retried), by trigger.',
+    (t) => t.failures,
   );
 
   return {

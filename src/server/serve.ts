@@ -22,6 +22,8 @@ import { buildApp } from './app.js';
 import type { ServerConfig } from './config.js';
 import { PeerManager } from './peers.js';
 import { TokenRegistry } from './client-tokens.js';
+import { attachTriggers, loadTriggers } from './configured-triggers.js';
+import type { Trigger } from '../replication/triggers.js';
 
 export interface RunningServer {
   /** http://host:port of the HTTP API. */
@@ -64,7 +66,17 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
     logger: config.logLevel === 'silent' ? silentLogger : consoleLogger(config.logLevel),
   };
   const mergeFunctions = config.mergeFunctions === undefined ? {} : await loadMergeFunctions(config.mergeFunctions);
+  // Trigger modules load before the store opens: a broken one stops the start at once.
+  const loadedTriggers = await loadTriggers(config.triggers ?? []);
   const db = await openReplica({ id: config.id, storage, env, mergeFunctions });
+  // Attached before the app listens and peers connect, so the first write is captured.
+  let triggers: Trigger[];
+  try {
+    triggers = await attachTriggers(db, loadedTriggers, env.logger);
+  } catch (e) {
+    await db.close();
+    throw e;
+  }
   const missing = db.replica.missingMerges();
   if (missing.length > 0) {
     env.logger.log('warn', 'collection settings name merge functions this leader lacks: their conflicts are kept', {
@@ -86,6 +98,7 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
       tokens,
     });
   } catch (e) {
+    for (const t of triggers) t.close();
     await db.close();
     throw e;
   }
@@ -127,6 +140,7 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (e) {
+    for (const t of triggers) t.close();
     await db.close();
     throw e;
   }
@@ -149,6 +163,10 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
       'no client tokens: any client may read and write (bind to 127.0.0.1, the default, or put a proxy in front)',
     );
   }
+  if (triggers.length > 0) {
+    // Names only: a webhook's URL and headers may hold secrets.
+    app.log.info({ triggers: triggers.map((t) => t.name) }, 'triggers attached');
+  }
   pm.start(config.peers);
 
   let closing: Promise<void> | undefined;
@@ -167,6 +185,7 @@ export async function startServer(config: ServerConfig, options: { env?: Env } =
       const timer = setTimeout(() => app.server.closeAllConnections(), 5000);
       await closed;
       clearTimeout(timer);
+      for (const t of triggers) t.close();
       await db.close();
     })();
     return closing;

@@ -3,5 +3,8 @@
  * depends on it. Each entry makes a fresh instance for one simulation.
  */
 import type { SimFeature } from './features.js';
+import { constraintFeature } from './constraint-feature.js';
+import { sequenceFeature } from './sequence-feature.js';
+import { triggerFeature } from './trigger-feature.js';
 
-export const FEATURES: readonly (() => SimFeature)[] = [];
+export const FEATURES: readonly (() => SimFeature)[] = [sequenceFeature, constraintFeature, triggerFeature];

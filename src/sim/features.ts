@@ -25,6 +25,12 @@ export interface FeatureContext {
   lifetime(index: number): number;
   /** Whether the safety phase (faults, workload) is still on. */
   inSafetyPhase(): boolean;
+  /**
+   * Starts a write at replica `index` as a client's: `start` must begin it synchronously (a
+   * replica.put, write, delete...). The simulator holds every commit it did not see a client
+   * start to the rules of a merge write-back, so a feature's own writes go through here.
+   */
+  clientWrite<T>(index: number, start: () => Promise<T>): Promise<T>;
   note(text: string, replicas: readonly number[]): void;
   violation(v: Omit<Violation, 'atMs'>): void;
 }

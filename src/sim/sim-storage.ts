@@ -10,6 +10,9 @@
  *  - counts transactions in flight, so the simulator knows when the system is settled;
  *  - carries the hooks of storage-level mutants (mutant-catalog.ts). Without hooks it changes
  *    nothing that passes through it.
+ * Every other call of a transaction (meta reads and writes, listMeta, deleteMeta: a trigger's
+ * outbox) reaches the durable store's own transaction unchanged, so a meta delete, like a put,
+ * is durable exactly when its commit is and is lost with a transaction a crash fenced.
  */
 import type { DocRow, ReadTx, Storage, WriteTx } from '../storage/index.js';
 import { DbError, ErrorCode } from '../shared/errors.js';

@@ -362,6 +362,15 @@ class Simulation implements ClientCluster {
       replicaId: (i) => this.replicaId(i),
       lifetime: (i) => this.slots[i]?.lifetimes ?? 0,
       inSafetyPhase: () => this.phase === 'safety',
+      clientWrite: <T>(i: number, start: () => Promise<T>): Promise<T> => {
+        const storage = this.slots[i]?.storage;
+        storage?.armWrite();
+        try {
+          return start();
+        } finally {
+          storage?.disarm();
+        }
+      },
       note: (text, replicas) => this.note(text, { replicas }),
       violation: (v) => this.violation(v),
     };
@@ -617,6 +626,8 @@ class Simulation implements ClientCluster {
   private onBackgroundCommit(s: ReplicaSlot, c: CommitRecord): void {
     const keys = c.puts.map((p) => p.key);
     for (const put of c.puts) {
+      // System documents (sequence requests and grants...) are the features' to check.
+      if (put.collection.startsWith('_')) continue;
       const model = this.modelOf(put.collection);
       const merge = model.kind === 'record' ? model.mergeAt('') : undefined;
       const prev: RecordState = put.prev === undefined ? EMPTY_RECORD : decodeRecord(put.prev);

@@ -542,7 +542,169 @@ export function describeStorageContract(name: string, open: OpenStorage, reopen?
       await s.close(); // closing twice is harmless
     });
 
+    it('listMeta lists the keys holding a prefix, ascending, and nothing outside it', async () => {
+      const s = await fresh();
+      await s.write((tx) => {
+        for (const key of ['q/b', 'r', 'q/a', 'q', 'qa', 'p/z', 'q/c', 'q/a/1', 'q0'])
+          tx.putMeta(key, bytes(key.length));
+      });
+      const keys = (rows: { key: string }[]): string[] => rows.map((r) => r.key);
+      const got = await s.read(async (tx) => ({
+        slash: await tx.listMeta('q/', undefined, 100),
+        q: keys(await tx.listMeta('q', undefined, 100)),
+        all: keys(await tx.listMeta('', undefined, 100)),
+        none: await tx.listMeta('s', undefined, 100),
+        exact: keys(await tx.listMeta('q/a/1', undefined, 100)),
+      }));
+      expect(got.slash).toEqual([
+        { key: 'q/a', value: bytes(3) },
+        { key: 'q/a/1', value: bytes(5) },
+        { key: 'q/b', value: bytes(3) },
+        { key: 'q/c', value: bytes(3) },
+      ]);
+      expect(got.q).toEqual(['q', 'q/a', 'q/a/1', 'q/b', 'q/c', 'q0', 'qa']);
+      expect(got.all).toEqual(['p/z', 'q', 'q/a', 'q/a/1', 'q/b', 'q/c', 'q0', 'qa', 'r']);
+      expect(got.none).toEqual([]);
+      expect(got.exact).toEqual(['q/a/1']);
+    });
+
+    it('listMeta pages with afterKey and limit, visiting every key once', async () => {
+      const s = await fresh();
+      const pad = (n: number): string => String(n).padStart(4, '0');
+      await s.write((tx) => {
+        tx.putMeta('tq/a', bytes(0));
+        for (let i = 24; i >= 0; i--) tx.putMeta(`tq/x/${pad(i)}`, bytes(i));
+        tx.putMeta('tq/y/0000', bytes(0));
+      });
+      const seen: string[] = [];
+      let after: string | undefined;
+      for (;;) {
+        const page = await s.read((tx) => tx.listMeta('tq/x/', after, 7));
+        expect(page.length).toBeLessThanOrEqual(7);
+        seen.push(...page.map((r) => r.key));
+        if (page.length < 7) break;
+        after = page[page.length - 1]?.key;
+      }
+      expect(seen).toEqual(Array.from({ length: 25 }, (_, i) => `tq/x/${pad(i)}`));
+      const edges = await s.read(async (tx) => ({
+        below: (await tx.listMeta('tq/x/', 'a', 2)).map((r) => r.key),
+        between: (await tx.listMeta('tq/x/', 'tq/x/0003x', 2)).map((r) => r.key),
+        last: await tx.listMeta('tq/x/', `tq/x/${pad(24)}`, 5),
+        above: await tx.listMeta('tq/x/', 'tq/z', 5),
+        zero: await tx.listMeta('tq/', undefined, 0),
+      }));
+      expect(edges).toEqual({
+        below: ['tq/x/0000', 'tq/x/0001'],
+        between: ['tq/x/0004', 'tq/x/0005'],
+        last: [],
+        above: [],
+        zero: [],
+      });
+    });
+
+    it('deleteMeta removes a key for getMeta and listMeta; deleting an absent key is harmless', async () => {
+      const s = await fresh();
+      await s.write((tx) => {
+        for (const key of ['k/1', 'k/2', 'k/3']) tx.putMeta(key, bytes(1));
+      });
+      await s.write((tx) => {
+        tx.deleteMeta('k/2');
+        tx.deleteMeta('k/absent');
+        tx.deleteMeta('never');
+      });
+      const got = await s.read(async (tx) => ({
+        gone: await tx.getMeta('k/2'),
+        list: (await tx.listMeta('k/', undefined, 10)).map((r) => r.key),
+      }));
+      expect(got).toEqual({ gone: undefined, list: ['k/1', 'k/3'] });
+      // A deleted key can be written again.
+      await s.write((tx) => tx.putMeta('k/2', bytes(9)));
+      expect(await s.read((tx) => tx.listMeta('k/', 'k/1', 1))).toEqual([{ key: 'k/2', value: bytes(9) }]);
+    });
+
+    it('listMeta inside a write sees the transaction’s staged puts and deletes', async () => {
+      const s = await fresh();
+      await s.write((tx) => {
+        for (const key of ['o/1', 'o/3', 'o/5', 'o/7']) tx.putMeta(key, bytes(Number(key.slice(2))));
+      });
+      const seen = await s.write(async (tx) => {
+        tx.deleteMeta('o/1');
+        tx.deleteMeta('o/5');
+        tx.putMeta('o/4', bytes(4));
+        tx.putMeta('o/3', bytes(33)); // replaces a committed value
+        tx.putMeta('o/9', bytes(9));
+        tx.putMeta('o/8', bytes(8));
+        tx.deleteMeta('o/8'); // staged, then deleted in the same transaction
+        tx.deleteMeta('o/7');
+        tx.putMeta('o/7', bytes(77)); // deleted, then put again
+        const keys = async (after: string | undefined, limit: number): Promise<string[]> =>
+          (await tx.listMeta('o/', after, limit)).map((r) => r.key);
+        return {
+          all: await tx.listMeta('o/', undefined, 100),
+          first2: await keys(undefined, 2),
+          after3: await keys('o/3', 2),
+          one: await tx.getMeta('o/1'),
+          eight: await tx.getMeta('o/8'),
+        };
+      });
+      const expected = [
+        { key: 'o/3', value: bytes(33) },
+        { key: 'o/4', value: bytes(4) },
+        { key: 'o/7', value: bytes(77) },
+        { key: 'o/9', value: bytes(9) },
+      ];
+      expect(seen).toEqual({
+        all: expected,
+        first2: ['o/3', 'o/4'],
+        after3: ['o/4', 'o/7'],
+        one: undefined,
+        eight: undefined,
+      });
+      // And the same is what got committed.
+      expect(await s.read((tx) => tx.listMeta('o/', undefined, 100))).toEqual(expected);
+    });
+
+    it('a write that throws keeps its meta deletes and puts out of the store', async () => {
+      const s = await fresh();
+      await s.write((tx) => {
+        tx.putMeta('d/1', bytes(1));
+        tx.putMeta('d/2', bytes(2));
+      });
+      const boom = new Error('boom');
+      await expect(
+        s.write(async (tx) => {
+          tx.deleteMeta('d/1');
+          tx.putMeta('d/3', bytes(3));
+          expect((await tx.listMeta('d/', undefined, 10)).map((r) => r.key)).toEqual(['d/2', 'd/3']);
+          throw boom;
+        }),
+      ).rejects.toBe(boom);
+      expect(await s.read((tx) => tx.listMeta('d/', undefined, 10))).toEqual([
+        { key: 'd/1', value: bytes(1) },
+        { key: 'd/2', value: bytes(2) },
+      ]);
+    });
+
     if (reopen !== undefined) {
+      it('meta deletes survive close and reopen', async () => {
+        const s = await fresh();
+        await s.write((tx) => {
+          for (let i = 0; i < 5; i++) tx.putMeta(`z/${i}`, bytes(i));
+        });
+        await s.write((tx) => {
+          tx.deleteMeta('z/1');
+          tx.deleteMeta('z/3');
+        });
+        await s.close();
+        const again = await reopen(s);
+        opened.push(again);
+        expect(await again.read((tx) => tx.listMeta('z/', undefined, 10))).toEqual([
+          { key: 'z/0', value: bytes(0) },
+          { key: 'z/2', value: bytes(2) },
+          { key: 'z/4', value: bytes(4) },
+        ]);
+      });
+
       it('committed data survives close and reopen', async () => {
         const s = await fresh();
         await s.write((tx) => {

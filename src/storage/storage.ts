@@ -14,6 +14,9 @@
  *   callback's promise settles.
  * - feed(after, limit) lists documents with seq > after in ascending (seq, collection, id)
  *   order; a document appears once, at its latest seq.
+ * - listMeta(prefix, afterKey, limit) lists meta keys in ascending order by UTF-16 code
+ *   units (JS `<`), the order every adapter's key range agrees on for keys of ASCII; features
+ *   beside the replica (trigger outboxes) keep small ordered queues in meta this way.
  */
 
 export interface DocKey {
@@ -30,6 +33,11 @@ export interface DocRow extends DocKey {
 
 export interface ReadTx {
   getMeta(key: string): Promise<Uint8Array | undefined>;
+  /**
+   * Meta entries whose key starts with `prefix` and is > `afterKey` (all when undefined),
+   * ascending by key, at most `limit`. Callers keep keys ASCII, where every adapter orders alike.
+   */
+  listMeta(prefix: string, afterKey: string | undefined, limit: number): Promise<{ key: string; value: Uint8Array }[]>;
   getDocs(keys: readonly DocKey[]): Promise<(DocRow | undefined)[]>;
   /** Documents with seq > afterSeq, ascending by (seq, collection, id), at most `limit`. */
   feed(afterSeq: number, limit: number): Promise<DocRow[]>;
@@ -52,6 +60,8 @@ export interface ReadTx {
 
 export interface WriteTx extends ReadTx {
   putMeta(key: string, value: Uint8Array): void;
+  /** Removes a meta entry; a key that is absent is no error. */
+  deleteMeta(key: string): void;
   /** Inserts or replaces the document row (its seq and state). */
   putDoc(row: DocRow): void;
   /** Records that the change at `seq` must ship with every change through `until` (keeps the max). */

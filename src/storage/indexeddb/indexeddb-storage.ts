@@ -116,7 +116,8 @@ function countFor(n: number): number | undefined {
 
 /** What a write transaction has staged and not yet committed. */
 class Stage {
-  readonly meta = new Map<string, Uint8Array>();
+  /** A staged value, or null for a staged delete. */
+  readonly meta = new Map<string, Uint8Array | null>();
   readonly docs = new Map<string, DocRow>();
   readonly links = new Map<number, number>();
   readonly checkpoints = new Map<string, number>();
@@ -163,7 +164,43 @@ class IndexedDbTx implements WriteTx {
 
   async getMeta(key: string): Promise<Uint8Array | undefined> {
     this.check(false);
-    return this.stage.meta.get(key) ?? (await this.query((t) => t.objectStore('meta').get(key)));
+    const staged = this.stage.meta.get(key);
+    if (staged !== undefined) return staged ?? undefined;
+    return this.query((t) => t.objectStore('meta').get(key));
+  }
+
+  async listMeta(
+    prefix: string,
+    afterKey: string | undefined,
+    limit: number,
+  ): Promise<{ key: string; value: Uint8Array }[]> {
+    this.check(false);
+    checkLimit(limit);
+    if (limit === 0) return [];
+    const inRange = (key: string): boolean => key.startsWith(prefix) && (afterKey === undefined || key > afterKey);
+    const staged = [...this.stage.meta.keys()].filter(inRange).sort(compareStrings);
+    // The keys holding the prefix are one contiguous run from the prefix on: read from the
+    // later of the prefix and afterKey, enough that `limit` remain once staged keys are laid over.
+    const range =
+      afterKey !== undefined && afterKey >= prefix
+        ? IDBKeyRange.lowerBound(afterKey, true)
+        : IDBKeyRange.lowerBound(prefix);
+    const [keys, values] = await this.query((t) => {
+      const meta = t.objectStore('meta');
+      const count = countFor(limit + staged.length);
+      return Promise.all([meta.getAllKeys(range, count), meta.getAll(range, count)]);
+    });
+    const entries: { key: string; value: Uint8Array }[] = [];
+    for (let n = 0; n < keys.length; n++) {
+      const key = keys[n] as string;
+      if (!key.startsWith(prefix)) break;
+      if (!this.stage.meta.has(key)) entries.push({ key, value: values[n] as Uint8Array });
+    }
+    for (const key of staged) {
+      const value = this.stage.meta.get(key);
+      if (value !== null && value !== undefined) entries.push({ key, value });
+    }
+    return entries.sort((a, b) => compareStrings(a.key, b.key)).slice(0, limit);
   }
 
   async getDocs(keys: readonly DocKey[]): Promise<(DocRow | undefined)[]> {
@@ -287,6 +324,11 @@ class IndexedDbTx implements WriteTx {
     this.stage.meta.set(key, value.slice());
   }
 
+  deleteMeta(key: string): void {
+    this.check(true);
+    this.stage.meta.set(key, null);
+  }
+
   putDoc(row: DocRow): void {
     this.check(true);
     assert(Number.isSafeInteger(row.seq), `document seq must be an integer, got ${row.seq}`);
@@ -373,7 +415,7 @@ export class IndexedDbStorage implements Storage {
       const t = this.db.transaction([...STORES], 'readwrite', { durability: 'strict' });
       const requests: Promise<unknown>[] = [];
       const meta = t.objectStore('meta');
-      for (const [key, value] of stage.meta) requests.push(meta.put(value, key));
+      for (const [key, value] of stage.meta) requests.push(value === null ? meta.delete(key) : meta.put(value, key));
       const docs = t.objectStore('docs');
       for (const r of stage.docs.values()) requests.push(docs.put({ c: r.collection, i: r.id, s: r.seq, v: r.state }));
       const links = t.objectStore('links');

@@ -101,9 +101,22 @@ class SeqIndex {
   }
 }
 
+/** Index of the first element of ascending `xs` that is >= `x`. */
+function lowerBound(xs: readonly string[], x: string): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((xs[mid] as string) < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** Changes a write transaction has made but not yet committed. */
 class Overlay {
-  readonly meta = new Map<string, Uint8Array>();
+  /** A staged value, or null for a staged delete. */
+  readonly meta = new Map<string, Uint8Array | null>();
   readonly docs = new Map<string, DocRow>();
   readonly links = new Map<number, number>();
   readonly checkpoints = new Map<string, number>();
@@ -112,6 +125,8 @@ class Overlay {
 /** The committed state. Only `apply` changes it. */
 class Committed {
   readonly meta = new Map<string, Uint8Array>();
+  /** The meta keys ascending, kept in step by `apply`, for listMeta's ranges. */
+  readonly metaKeys: string[] = [];
   /** collection -> id -> row. */
   readonly docs = new Map<string, Map<string, DocRow>>();
   /** collection -> its ids ascending; dropped whenever the collection gains an id. */
@@ -145,7 +160,17 @@ class Committed {
   }
 
   apply(o: Overlay): void {
-    for (const [key, value] of o.meta) this.meta.set(key, value);
+    for (const [key, value] of o.meta) {
+      const had = this.meta.has(key);
+      if (value === null) {
+        if (!had) continue;
+        this.meta.delete(key);
+        this.metaKeys.splice(lowerBound(this.metaKeys, key), 1);
+      } else {
+        if (!had) this.metaKeys.splice(lowerBound(this.metaKeys, key), 0, key);
+        this.meta.set(key, value);
+      }
+    }
     for (const [key, row] of o.docs) {
       let collection = this.docs.get(row.collection);
       if (collection === undefined) {
@@ -214,7 +239,42 @@ class MemoryTx implements WriteTx {
 
   async getMeta(key: string): Promise<Uint8Array | undefined> {
     this.check(false);
-    return this.overlay.meta.get(key) ?? this.committed.meta.get(key);
+    const staged = this.overlay.meta.get(key);
+    if (staged !== undefined) return staged ?? undefined;
+    return this.committed.meta.get(key);
+  }
+
+  async listMeta(
+    prefix: string,
+    afterKey: string | undefined,
+    limit: number,
+  ): Promise<{ key: string; value: Uint8Array }[]> {
+    this.check(false);
+    checkLimit(limit);
+    const after = (key: string): boolean => key.startsWith(prefix) && (afterKey === undefined || key > afterKey);
+    const keys = this.committed.metaKeys;
+    let i = afterKey !== undefined && afterKey >= prefix ? lowerBound(keys, afterKey) : lowerBound(keys, prefix);
+    if (keys[i] === afterKey) i++;
+    const staged = [...this.overlay.meta.keys()].filter(after).sort(compareStrings);
+    let j = 0;
+    const out: { key: string; value: Uint8Array }[] = [];
+    while (out.length < limit) {
+      const a = i < keys.length && (keys[i] as string).startsWith(prefix) ? (keys[i] as string) : undefined;
+      const b = staged[j];
+      if (a === undefined && b === undefined) break;
+      let key: string;
+      if (b === undefined || (a !== undefined && a < b)) {
+        key = a as string;
+        i++;
+      } else {
+        key = b;
+        j++;
+        if (a === b) i++; // staged over committed: one entry
+      }
+      const value = this.overlay.meta.has(key) ? this.overlay.meta.get(key) : this.committed.meta.get(key);
+      if (value !== null && value !== undefined) out.push({ key, value });
+    }
+    return out;
   }
 
   async getDocs(keys: readonly DocKey[]): Promise<(DocRow | undefined)[]> {
@@ -305,6 +365,11 @@ class MemoryTx implements WriteTx {
   putMeta(key: string, value: Uint8Array): void {
     this.check(true);
     this.overlay.meta.set(key, value.slice());
+  }
+
+  deleteMeta(key: string): void {
+    this.check(true);
+    this.overlay.meta.set(key, null);
   }
 
   putDoc(row: DocRow): void {

@@ -49,6 +49,14 @@ function prepareAll(db: Database.Database) {
     putMeta: db.prepare<[string, Uint8Array]>(
       'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
     ),
+    deleteMeta: db.prepare<[string]>('DELETE FROM meta WHERE key = ?'),
+    // Range scans of the primary key; the caller stops at the first key outside the prefix.
+    listMetaFrom: db.prepare<[string, number], { key: string; value: Buffer }>(
+      'SELECT key, value FROM meta WHERE key >= ? ORDER BY key LIMIT ?',
+    ),
+    listMetaAfter: db.prepare<[string, number], { key: string; value: Buffer }>(
+      'SELECT key, value FROM meta WHERE key > ? ORDER BY key LIMIT ?',
+    ),
     getDoc: db.prepare<[string, string], { seq: number; state: Buffer }>(
       'SELECT seq, state FROM docs WHERE collection = ? AND id = ?',
     ),
@@ -140,6 +148,27 @@ class SqliteTx implements WriteTx {
     return value === undefined ? undefined : bytes(value);
   }
 
+  async listMeta(
+    prefix: string,
+    afterKey: string | undefined,
+    limit: number,
+  ): Promise<{ key: string; value: Uint8Array }[]> {
+    this.check(false);
+    checkLimit(limit);
+    // Keys compare by UTF-8 bytes here, so the start is chosen in that order too; the keys
+    // holding the prefix are one contiguous run from the prefix on.
+    const rows =
+      afterKey !== undefined && Buffer.compare(Buffer.from(afterKey), Buffer.from(prefix)) >= 0
+        ? this.s.listMetaAfter.all(afterKey, limit)
+        : this.s.listMetaFrom.all(prefix, limit);
+    const out: { key: string; value: Uint8Array }[] = [];
+    for (const r of rows) {
+      if (!r.key.startsWith(prefix)) break;
+      out.push({ key: r.key, value: bytes(r.value) });
+    }
+    return out;
+  }
+
   async getDocs(keys: readonly DocKey[]): Promise<(DocRow | undefined)[]> {
     this.check(false);
     this.flush();
@@ -223,6 +252,11 @@ class SqliteTx implements WriteTx {
   putMeta(key: string, value: Uint8Array): void {
     this.check(true);
     this.s.putMeta.run(key, value);
+  }
+
+  deleteMeta(key: string): void {
+    this.check(true);
+    this.s.deleteMeta.run(key);
   }
 
   putDoc(row: DocRow): void {
