@@ -29,6 +29,7 @@ export type { Trigger, TriggerEvent, TriggerOptions, TriggerStatus, TriggerWhere
 export type { TextChange, TextEvent, TextHandle } from '../replication/text-docs.js';
 export type { ConstraintViolation } from '../replication/constraints.js';
 import type { SessionOptions } from '../replication/session-driver.js';
+export type { SessionDriver, SessionOptions } from '../replication/session-driver.js';
 import type { SequenceConfig, SequenceOptions, SequenceStatus } from '../replication/sequences.js';
 export type { SequenceConfig, SequenceOptions, SequenceStatus } from '../replication/sequences.js';
 import { PresenceHub, publisherId } from '../replication/presence.js';

@@ -25,6 +25,8 @@ import {
 import type { JsonValue, Sibling } from '../core/index.js';
 import type { DocRow } from '../storage/index.js';
 import type { DocView, OutgoingBatch, Replica } from '../replication/index.js';
+import type { CommitHook } from '../replication/commit-hooks.js';
+import type { ConflictEntry } from '../replication/replica.js';
 import type { Invariant } from './checker.js';
 import { countTotals } from './kind-model.js';
 import { chance } from './prng.js';
@@ -281,6 +283,86 @@ const textDeafHandle: MutantSpec = {
   },
 };
 
+/**
+ * (k) A sequence whose leader never persists the last number it handed out (the meta key
+ * `sequence:<name>` of src/replication/sequences.ts): after a crash the leader starts again
+ * from the blocks it was granted and hands out numbers it already gave.
+ */
+const sequencePositionLost: MutantSpec = {
+  name: 'sequence-position-lost',
+  storageHooks: () => ({
+    mapMeta: (key, value) => (key.startsWith('sequence:') ? undefined : value),
+  }),
+};
+
+/**
+ * (l) Trigger events captured outside the commit's transaction, and lost when that second step
+ * does not happen (the process dies between the two): a third of the documents a commit records
+ * never reach the outbox (meta `tq/<trigger>/...` of src/replication/triggers.ts), though their
+ * change is stored. Built by handing the triggers' commit hook only the rest of the changes.
+ */
+const triggerOutboxLost: MutantSpec = {
+  name: 'trigger-outbox-lost',
+  patchReplica(replica, ctx) {
+    const hook = (replica as unknown as { triggers: { hook: CommitHook } }).triggers.hook;
+    const capture = hook.beforeCommit?.bind(hook);
+    if (capture === undefined) return;
+    hook.beforeCommit = (tx, changes) =>
+      capture(
+        tx,
+        changes.filter((c) => c.collection.startsWith('_') || !chance(ctx.rng, 0.33)),
+      );
+  },
+};
+
+/**
+ * (m) A unique-field winner that depends on the replica: odd-numbered replicas let the
+ * *greatest* document id keep a shared value, where every replica must pick the least. The
+ * winner is computed inside the replica's constraint index with no seam of its own, so the
+ * mutant wraps `conflicts()` (where the entries are shown) and regroups each page's unique
+ * entries with the wrong rule, as a replica built with it would.
+ */
+const uniqueLocalWinner: MutantSpec = {
+  name: 'unique-local-winner',
+  patchReplica(replica, ctx) {
+    if (ctx.replica % 2 === 0) return;
+    const conflicts = replica.conflicts.bind(replica);
+    replica.conflicts = async (options) => {
+      const page = await conflicts(options);
+      const groups = new Map<string, ConflictEntry[]>();
+      for (const e of page.results) {
+        if (e.kind !== 'unique' || e.constraint === undefined || !('winner' in e.constraint)) continue;
+        const k = JSON.stringify([e.collection, e.constraint.field, e.constraint.value, e.constraint.winner]);
+        groups.set(k, [...(groups.get(k) ?? []), e]);
+      }
+      if (groups.size === 0) return page;
+      const results = page.results.filter((e) => e.kind !== 'unique');
+      for (const flagged of groups.values()) {
+        const first = flagged[0] as ConflictEntry;
+        const c = first.constraint as { field: string; value: JsonValue; winner: string };
+        const ids = [c.winner, ...flagged.map((e) => e.id)];
+        const winner = ids.reduce((a, b) => (b > a ? b : a));
+        for (const e of flagged) {
+          if (e.id !== winner) results.push({ ...e, constraint: { ...c, winner } });
+        }
+        // The rightful winner is flagged in its place, shown as get() shows it.
+        const view = await replica.get(first.collection, c.winner);
+        results.push({
+          seq: first.seq,
+          collection: first.collection,
+          id: c.winner,
+          kind: 'unique',
+          constraint: { ...c, winner },
+          value: view?.value ?? null,
+          version: view?.version ?? first.version,
+          conflicts: view?.conflicts ?? [],
+        });
+      }
+      return { ...page, results };
+    };
+  },
+};
+
 export const MUTANTS: readonly MutantEntry[] = [
   {
     spec: dropSibling,
@@ -351,6 +433,30 @@ export const MUTANTS: readonly MutantEntry[] = [
     seam: "instance: the replica's hand-off of committed text states to open documents does nothing",
     expect: ['G3'],
     options: {},
+  },
+  {
+    spec: sequencePositionLost,
+    description: '(k) a sequence leader that never persists the last number it handed out',
+    seam: 'storage: puts of the meta key sequence:<name> are dropped, so a restarted leader reuses its blocks',
+    // The sequence feature reports a number handed out twice as 'internal'.
+    expect: ['internal'],
+    // Few replicas and many operations: each leader takes numbers before and after its crashes.
+    options: { faults: ['crash'], replicas: 3, ops: 200 },
+  },
+  {
+    spec: triggerOutboxLost,
+    description: '(l) trigger events captured outside the commit and sometimes lost',
+    seam: "instance: the triggers' commit hook is not given a third of each commit's documents, so their events never reach the outbox",
+    expect: ['G1'],
+    options: {},
+  },
+  {
+    spec: uniqueLocalWinner,
+    description: '(m) a unique-field winner that depends on the replica',
+    seam: 'instance: conflicts() on odd replicas lets the greatest id keep a shared unique value',
+    expect: ['G3'],
+    // Many operations: duplicates of an email need writes on both sides of a partition.
+    options: { faults: ['partition', 'cut'], ops: 200 },
   },
 ];
 

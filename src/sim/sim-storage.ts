@@ -11,7 +11,7 @@
  *  - carries the hooks of storage-level mutants (mutant-catalog.ts). Without hooks it changes
  *    nothing that passes through it.
  * Every other call of a transaction (meta reads and writes, listMeta, deleteMeta: a trigger's
- * outbox) reaches the durable store's own transaction unchanged, so a meta delete, like a put,
+ * outbox) reaches the durable store's own transaction unchanged (but for a mutant's mapMeta), so a meta delete, like a put,
  * is durable exactly when its commit is and is lost with a transaction a crash fenced.
  */
 import type { DocRow, ReadTx, Storage, WriteTx } from '../storage/index.js';
@@ -66,6 +66,11 @@ export interface StorageHooks {
    * a transaction of its own, loses the documents, and crashes the replica.
    */
   loseApplyKeepCheckpoint?(): boolean;
+  /**
+   * Rewrites a meta value a transaction puts (a sequence's position, a trigger's outbox entry,
+   * the replica's own bookkeeping); undefined drops the put, as a build that never wrote it would.
+   */
+  mapMeta?(key: string, value: Uint8Array): Uint8Array | undefined;
 }
 
 export interface WriteCapture {
@@ -157,6 +162,13 @@ export class SimStorage implements Storage {
           checkpoint = { peer, seq };
           tx.setCheckpoint(peer, seq);
         };
+        const mapMeta = this.hooks.mapMeta;
+        if (mapMeta !== undefined) {
+          wrapped.putMeta = (key: string, value: Uint8Array) => {
+            const mapped = mapMeta(key, value);
+            if (mapped !== undefined) tx.putMeta(key, mapped);
+          };
+        }
         const result = await fn(wrapped);
         if (this.fenced) throw crashed();
         const remote = checkpoint !== undefined;
