@@ -66,6 +66,14 @@ export function addClientCommands(program: Command, print: Print = console.log):
       print(o.json === true ? JSON.stringify(b) : `wrote ${collection}/${b.id}  version ${b.version}`);
     });
 
+  withUrl(program.command('nextval <sequence>'))
+    .description('take the next number of a sequence at this leader (503 sequence_exhausted when cut off and used up)')
+    .action(async (name: string, o: Common) => {
+      const { body } = await request(o.url, 'POST', `sequences/${encodeURIComponent(name)}/next`);
+      const b = body as { name: string; value: number };
+      print(o.json === true ? JSON.stringify(b) : String(b.value));
+    });
+
   withUrl(program.command('get <collection> <id>'))
     .description('read a document, its version and its conflicts')
     .action(async (collection: string, id: string, o: Common) => {
@@ -85,10 +93,17 @@ export function addClientCommands(program: Command, print: Print = console.log):
     });
 
   withUrl(program.command('conflicts'))
-    .description('list documents that hold concurrent writes')
+    .description('list documents that hold concurrent writes, or break a unique field or a reference')
     .option('--collection <name>', 'only this collection')
     .action(async (o: Common & { collection?: string }) => {
-      type Entry = { collection: string; id: string; value: unknown; conflicts: Record<string, unknown>[] };
+      type Entry = {
+        collection: string;
+        id: string;
+        kind: string;
+        value: unknown;
+        conflicts: Record<string, unknown>[];
+        constraint?: { field: string; value?: unknown; winner?: string; target?: { collection: string; id: string } };
+      };
       const found: Entry[] = [];
       let after: string | null = null;
       do {
@@ -104,6 +119,19 @@ export function addClientCommands(program: Command, print: Print = console.log):
       else if (found.length === 0) print('no conflicts');
       else {
         for (const f of found) {
+          const c = f.constraint;
+          if (f.kind === 'unique' && c !== undefined) {
+            print(
+              `${f.collection}/${f.id}: unique ${c.field} ${JSON.stringify(c.value)} is kept by ${f.collection}/${String(c.winner)}`,
+            );
+            continue;
+          }
+          if (f.kind === 'reference' && c?.target !== undefined) {
+            print(
+              `${f.collection}/${f.id}: ${c.field} names ${c.target.collection}/${c.target.id}, which does not exist`,
+            );
+            continue;
+          }
           print(`${f.collection}/${f.id} = ${JSON.stringify(f.value)}`);
           for (const c of f.conflicts) {
             const v = c['deleted'] === true ? '(deleted)' : JSON.stringify(c['value']);
@@ -159,6 +187,7 @@ export function addClientCommands(program: Command, print: Print = console.log):
         digest: string;
         docs: number;
         conflicts: number;
+        violations?: number;
         peers: {
           id: string | null;
           url: string | null;
@@ -168,7 +197,9 @@ export function addClientCommands(program: Command, print: Print = console.log):
           lastError: string | null;
         }[];
       };
-      print(`replica ${s.replica}  seq ${s.seq}  docs ${s.docs}  conflicts ${s.conflicts}`);
+      print(
+        `replica ${s.replica}  seq ${s.seq}  docs ${s.docs}  conflicts ${s.conflicts}  violations ${s.violations ?? 0}`,
+      );
       print(`digest  ${s.digest}`);
       for (const p of s.peers) {
         const who = p.id ?? '?';

@@ -223,3 +223,41 @@ describe('polyarch patch, config and conflicts', () => {
     ]);
   });
 });
+
+describe('polyarch post, nextval, and constraint entries in conflicts and status', () => {
+  it('takes sequence numbers, and says so when none is configured', async () => {
+    await server.db.sequence('ticket').configure({ allocator: 'eu', blockSize: 10 });
+    const first = await run(['nextval', 'ticket', '--url', server.url]);
+    const second = await run(['nextval', 'ticket', '--url', server.url, '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout.trim()).toBe('1');
+    expect(JSON.parse(second.stdout)).toEqual({ name: 'ticket', value: 2 });
+    const unknown = await run(['nextval', 'nope', '--url', server.url]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/404 not_found/);
+  });
+
+  it('lists a unique value two leaders accepted apart, and counts it in status', async () => {
+    await server.db.collection('members').configure({ unique: ['email'] });
+    const other = await openReplica({ id: 'ap', storage: 'memory' });
+    try {
+      await other.applyChanges(await server.db.changesSince(other.vector()));
+      await server.db.collection('members').put('m2', { email: 'x@y' });
+      await other.collection('members').put('m1', { email: 'x@y' });
+      await server.db.applyChanges(await other.changesSince(server.db.vector()));
+    } finally {
+      await other.close();
+    }
+    const [human, status] = await Promise.all([
+      run(['conflicts', '--url', server.url, '--collection', 'members']),
+      run(['status', '--url', server.url]),
+    ]);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout.trim()).toBe('members/m2: unique email "x@y" is kept by members/m1');
+    expect(status.stdout).toMatch(/ violations 1$/m);
+    // A local duplicate is refused with the reason and exit code 1; nothing is written.
+    const dup = await run(['post', 'members', '{"email":"x@y"}', '--url', server.url]);
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toMatch(/409 constraint_violation/);
+  });
+});
