@@ -201,11 +201,13 @@ export class Collection {
    * Changes this collection's settings at every replica (they replicate like data): the
    * document kind (`record`, `map`, `counter`, `set`), the policy for concurrent writes
    * (`keep`, `lww`, `merge` with the name of a registered function), and per-field
-   * settings of a map.
+   * settings of a map, unique fields and references. The whole settings object is replaced:
+   * `kind` defaults to `record` and `policy` to `keep`.
    * @example
    * await db.collection('events').configure({ kind: 'map', policy: 'keep', fields: { '/title': { policy: 'lww' } } });
+   * await db.collection('users').configure({ unique: ['email'] });
    */
-  configure(settings: CollectionConfig): Promise<CollectionConfig> {
+  configure(settings: Partial<CollectionConfig>): Promise<CollectionConfig> {
     return this.replica.configure(this.name, settings);
   }
 

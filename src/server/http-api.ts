@@ -432,14 +432,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     async (request) => {
       const { collection } = request.params;
       need(grantOf(request), 'write', collection);
-      if (request.body === undefined) {
-        throw new HttpError(
-          400,
-          HttpErrorCode.invalidJson,
-          'settings need a JSON body (content-type: application/json)',
-        );
-      }
-      const config = await db.collection(collection).configure(request.body as never);
+      const config = await db.collection(collection).configure(bodyOf(request, 'settings need') as never);
       metrics.writes.inc();
       return { collection, ...config, replicated: true };
     },
@@ -545,11 +538,9 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     async (request, reply) => {
       const { collection, id } = request.params;
       need(grantOf(request), 'write', collection);
-      if (request.body === undefined) {
-        throw new HttpError(400, HttpErrorCode.invalidJson, 'a PUT needs a JSON body (content-type: application/json)');
-      }
+      const value = bodyOf(request, 'a PUT needs');
       const options = writeConditions(request.headers, true);
-      const result = await db.collection(collection).put(id, request.body as JsonValue, options);
+      const result = await db.collection(collection).put(id, value, options);
       metrics.writes.inc();
       return reply.code(201).header('etag', etagOf(result.version)).send(written(result));
     },
@@ -618,15 +609,9 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     async (request, reply) => {
       const { collection } = request.params;
       need(grantOf(request), 'write', collection);
-      if (request.body === undefined) {
-        throw new HttpError(
-          400,
-          HttpErrorCode.invalidJson,
-          'a POST needs a JSON body (content-type: application/json)',
-        );
-      }
+      const value = bodyOf(request, 'a POST needs');
       // Create-only: a fresh id names no document, and this keeps it so should that ever fail.
-      const result = await db.collection(collection).put(db.newId(), request.body as JsonValue, { ifAbsent: true });
+      const result = await db.collection(collection).put(db.newId(), value, { ifAbsent: true });
       metrics.writes.inc();
       return reply.code(201).header('etag', etagOf(result.version)).send(written(result));
     },
@@ -640,14 +625,9 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     { onRequest: refuseWhileShuttingDown, schema: { params: sequenceParams, querystring: noQuery, body: {} } },
     async (request) => {
       need(grantOf(request), 'write', SEQUENCES_PSEUDO_COLLECTION);
-      if (request.body === undefined) {
-        throw new HttpError(
-          400,
-          HttpErrorCode.invalidJson,
-          'sequence settings need a JSON body: { "allocator": "eu-1" }',
-        );
-      }
-      const config = await db.sequence(request.params.name).configure(request.body as never);
+      const config = await db
+        .sequence(request.params.name)
+        .configure(bodyOf(request, 'sequence settings (like { "allocator": "eu-1" }) need') as never);
       return { name: request.params.name, ...config };
     },
   );
@@ -722,4 +702,12 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
     const text = await metrics.registry.metrics();
     return reply.type(metrics.registry.contentType).send(text);
   });
+}
+
+/** The request's JSON body; `what` starts the message when there is none ("a PUT needs"). */
+function bodyOf(request: { body: unknown }, what: string): JsonValue {
+  if (request.body === undefined) {
+    throw new HttpError(400, HttpErrorCode.invalidJson, `${what} a JSON body (content-type: application/json)`);
+  }
+  return request.body as JsonValue;
 }
