@@ -42,14 +42,24 @@ class ConstraintFeature implements SimFeature {
     { spec: { name: TASKS, kind: 'record', policy: 'keep' } as const, options: { references: { owner: USERS } } },
   ];
   private refused = 0;
+  /** Users created once and never written again, so a duplicate made apart lasts to the end. */
+  private created = 0;
+  private flagged = 0;
+
+  stats(): Record<string, number> {
+    return { 'local refusals': this.refused, 'flagged after the heal': this.flagged };
+  }
 
   async op(index: number, replica: Replica, ctx: FeatureContext): Promise<void> {
-    const roll = ctx.rng.int(10);
+    const roll = ctx.rng.int(12);
     const me = ctx.replicaId(index);
     let what: string;
     let key: string;
     let write: () => Promise<unknown>;
-    if (roll < 4) {
+    if (roll >= 10) {
+      await this.signUpTwice(index, ctx);
+      return;
+    } else if (roll < 4) {
       const id = `u${ctx.rng.int(USER_IDS)}`;
       const email = ctx.rng.int(EMAILS + 1);
       const value = email === EMAILS ? { name: id } : { email: `e${email}@x` };
@@ -92,6 +102,38 @@ class ConstraintFeature implements SimFeature {
     }
   }
 
+  /**
+   * Two users sign up with one new email at two leaders at the same moment: both leaders
+   * accept (neither has the other's write yet), as two datacenters would. Neither user is
+   * written again, so the duplicate lasts to the end of the run, where every replica must flag
+   * the same one.
+   */
+  private async signUpTwice(index: number, ctx: FeatureContext): Promise<void> {
+    const others = ctx.upReplicas().filter((i) => i !== index);
+    if (others.length === 0) return;
+    const second = ctx.rng.pick(others);
+    const n = this.created++;
+    const email = `p${n}@x`;
+    const writes = [index, second].map(async (i, side) => {
+      const replica = ctx.replica(i);
+      if (replica === undefined) return;
+      const id = `s${n}${side === 0 ? 'a' : 'b'}`;
+      try {
+        await ctx.clientWrite(i, () => replica.put(USERS, id, { email }, { ifAbsent: true }));
+        ctx.note(`${ctx.replicaId(i)} constraint create ${USERS}/${id} ${email}`, [i]);
+      } catch (e) {
+        if (e instanceof DbError && EXPECTED.includes(e.code)) return;
+        ctx.violation({
+          invariant: 'internal',
+          message: `${ctx.replicaId(i)} constraint create ${USERS}/${id} failed unexpectedly: ${(e as Error).message}`,
+          keys: [`${USERS}/${id}`],
+          replicas: [i],
+        });
+      }
+    });
+    await Promise.all(writes);
+  }
+
   async check(
     replicas: readonly { index: number; id: string; replica: Replica }[],
     ctx: FeatureContext,
@@ -123,7 +165,8 @@ class ConstraintFeature implements SimFeature {
         );
       }
     }
-    ctx.note(`constraints: ${this.refused} local refusals; ${first?.listed.length ?? 0} violations after the heal`, []);
+    this.flagged = first?.listed.length ?? 0;
+    ctx.note(`constraints: ${this.refused} local refusals; ${this.flagged} violations after the heal`, []);
   }
 }
 

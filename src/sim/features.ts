@@ -54,6 +54,8 @@ export interface SimFeature {
   crashed?(index: number, ctx: FeatureContext): void;
   /** One random operation of the feature at live replica `index`. */
   op(index: number, replica: Replica, ctx: FeatureContext): Promise<void>;
+  /** Counts for the run's summary (numbers handed out, deliveries...), summed over seeds. */
+  stats?(): Readonly<Record<string, number>>;
   /** True while the feature still has work in flight (deliveries to retry): the heal waits for it. */
   busy?(): boolean;
   /** Once the cluster is quiet after the heal: the feature's checks over every live replica. */

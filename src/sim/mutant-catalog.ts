@@ -411,7 +411,9 @@ export const MUTANTS: readonly MutantEntry[] = [
     description: '(g) a set where a remove beats a concurrent add',
     seam: 'storage: remote applies drop unseen adds of elements the replica removed',
     expect: ['G1', 'G3'],
-    options: { faults: ['partition', 'cut'], keys: 2 },
+    // Sets only: in the 'full' workload the features take a quarter of a short run's operations,
+    // and over seeds 1-25 of 60 operations too few set writes were left to meet a remove.
+    options: { faults: ['partition', 'cut'], keys: 2, workload: 'all' },
   },
   {
     spec: mergeEverywhere,
@@ -455,8 +457,9 @@ export const MUTANTS: readonly MutantEntry[] = [
     description: '(m) a unique-field winner that depends on the replica',
     seam: 'instance: conflicts() on odd replicas lets the greatest id keep a shared unique value',
     expect: ['G3'],
-    // Many operations: duplicates of an email need writes on both sides of a partition.
-    options: { faults: ['partition', 'cut'], ops: 200 },
+    // Shows where a duplicate email outlives the run: the constraint workload's simultaneous
+    // sign-ups at two leaders leave one in most runs (21 of seeds 1-25 with these options).
+    options: { faults: ['partition', 'cut'], replicas: 4, ops: 120 },
   },
 ];
 

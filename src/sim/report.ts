@@ -60,6 +60,8 @@ export interface Totals {
   faults: Record<FaultKind, number>;
   virtualMs: number;
   violations: Record<string, number>;
+  /** The features' counts, summed over seeds. */
+  features: Record<string, number>;
   wallMs: number;
 }
 
@@ -80,6 +82,7 @@ export function emptyTotals(): Totals {
     faults: { crash: 0, partition: 0, cut: 0, skew: 0, clockjump: 0 },
     virtualMs: 0,
     violations: {},
+    features: {},
     wallMs: 0,
   };
 }
@@ -99,6 +102,7 @@ export function addResult(t: Totals, r: SimResult): void {
   t.virtualMs += r.stats.virtualMs;
   for (const n of Object.values(r.stats.expectedErrors)) t.expectedErrors += n;
   for (const k of FAULT_KINDS) t.faults[k] += r.stats.faults[k];
+  for (const [k, v] of Object.entries(r.stats.features)) t.features[k] = (t.features[k] ?? 0) + v;
   for (const inv of new Set(r.violations.map((v) => v.invariant))) t.violations[inv] = (t.violations[inv] ?? 0) + 1;
 }
 
@@ -114,6 +118,7 @@ export function formatTotals(t: Totals): string {
     ['  atomic batches', `${t.batches}`],
     ['  reads', `${t.reads}`],
     ['  expected refusals', `${t.expectedErrors}`],
+    ...Object.entries(t.features).map(([k, v]): [string, string] => [k, `${v}`]),
     ...FAULT_KINDS.map((k): [string, string] => [`faults: ${k}`, `${t.faults[k]}`]),
     ['crashes (incl. mutant)', `${t.crashes}`],
     ['frames delivered', `${t.deliveries}`],

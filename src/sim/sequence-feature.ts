@@ -123,6 +123,11 @@ class SequenceFeature implements SimFeature {
     this.lastId.set(index, { lifetime, id });
   }
 
+  stats(): Record<string, number> {
+    const o = this.outcomes;
+    return { numbers: o.returned, exhausted: o.exhausted, ids: this.ids.size };
+  }
+
   busy(): boolean {
     for (const n of this.waiting.values()) if (n > 0) return true;
     return false;

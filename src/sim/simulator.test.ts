@@ -63,16 +63,33 @@ describe('the deterministic simulator', { timeout: 240_000 }, () => {
     const byCollection: Record<string, number> = {};
     let writeBacks = 0;
     let textEdits = 0;
+    const features: Record<string, number> = {};
     for (const seed of [11, 12, 13]) {
       const r = await runSimulation({ seed, ops: 150, keys: 2 }, { keepTrace: false });
       expect(r.violations, report(r)).toEqual([]);
       textEdits += r.stats.textEdits;
+      for (const [k, n] of Object.entries(r.stats.features)) features[k] = (features[k] ?? 0) + n;
       for (const [c, n] of Object.entries(r.stats.writesByCollection)) byCollection[c] = (byCollection[c] ?? 0) + n;
       writeBacks += r.stats.writeBacks;
     }
     for (const c of COLLECTIONS) expect(byCollection[c.name] ?? 0, `writes to ${c.name}`).toBeGreaterThan(10);
     expect(writeBacks).toBeGreaterThan(0);
     expect(textEdits, 'text edits').toBeGreaterThan(10);
+    // The default workload exercises every feature of features.ts, including their hard cases:
+    // a leader out of numbers, writes refused locally, violations flagged after a heal, retries.
+    for (const k of [
+      'sequences: numbers',
+      'sequences: exhausted',
+      'sequences: ids',
+      'constraints: local refusals',
+      'constraints: flagged after the heal',
+      'triggers: origin keys',
+      'triggers: every-replica keys',
+      'triggers: handler failures',
+    ]) {
+      expect(features[k] ?? 0, k).toBeGreaterThan(0);
+    }
+    expect(features['triggers: origin keys']).toBe(features['triggers: local writes']);
     // The records-only workload is the simulator as it was before map, counter and set documents.
     const records = await runSimulation({ seed: 11, ops: 150, keys: 2, workload: 'records' }, { keepTrace: false });
     expect(records.stats.kindWrites + records.stats.writeBacks).toBe(0);

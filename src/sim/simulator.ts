@@ -118,6 +118,8 @@ export interface SimStats extends WorkloadStats {
   events: number;
   virtualMs: number;
   healMs: number;
+  /** The features' counts (features.ts `stats`), keyed `feature: what`. */
+  features: Record<string, number>;
 }
 
 export interface SimResult {
@@ -257,6 +259,7 @@ class Simulation implements ClientCluster {
       events: 0,
       virtualMs: 0,
       healMs: 0,
+      features: {},
     };
     this.collections = {};
     for (const c of COLLECTIONS) {
@@ -430,6 +433,9 @@ class Simulation implements ClientCluster {
     this.stats.connections = this.net.stats.connections;
     this.stats.virtualMs = this.time.elapsedMs();
     for (const s of this.slots) this.stats.commits += s.log.commits.length;
+    for (const f of this.features) {
+      for (const [k, v] of Object.entries(f.stats?.() ?? {})) this.stats.features[`${f.name}: ${k}`] = v;
+    }
     return {
       options: o,
       violations: this.checker.violations,

@@ -49,6 +49,22 @@ class TriggerFeature implements SimFeature {
   private readonly acked: { index: number; key: string; doc: string }[] = [];
   /** Origin deliveries at a replica that did not accept the write (should stay empty). */
   private readonly misplaced: { index: number; key: string }[] = [];
+  private failed = 0;
+
+  stats(): Record<string, number> {
+    let origin = 0;
+    let every = 0;
+    for (const d of this.delivered.values()) {
+      origin += d.origin.size;
+      every += d.every.size;
+    }
+    return {
+      'local writes': this.acked.length,
+      'origin keys': origin,
+      'every-replica keys': every,
+      'handler failures': this.failed,
+    };
+  }
 
   private seen(index: number): { origin: Set<string>; every: Set<string> } {
     let d = this.delivered.get(index);
@@ -81,7 +97,10 @@ class TriggerFeature implements SimFeature {
       (name: string, record: Set<string>) =>
       (e: TriggerEvent): void => {
         if (!current()) throw new Error('process gone');
-        if (failsNow(name, e)) throw new Error(`simulated failure of ${e.key}, attempt ${e.attempt}`);
+        if (failsNow(name, e)) {
+          this.failed++;
+          throw new Error(`simulated failure of ${e.key}, attempt ${e.attempt}`);
+        }
         if (name === ORIGIN && originOf(e.key) !== me) this.misplaced.push({ index, key: e.key });
         record.add(e.key);
       };
