@@ -288,7 +288,10 @@ export class Replica {
     this.constraints = new Constraints({
       constrained: () => this.configs.constrained(),
       config: (collection) => this.configs.get(collection),
-      valueOf: (collection, id, state) => this.view(collection, id, state) ?? undefined,
+      valueOf: (collection, id, state) => {
+        const value = this.valueOf(collection, id, state);
+        return value === undefined ? undefined : { value };
+      },
       read: (fn) => this.storage.read(fn),
       schedule: (job) => this.afterCommit(job),
     });
@@ -297,7 +300,7 @@ export class Replica {
       storage,
       env,
       replicaId: meta.id,
-      view: (collection, id, state) => this.view(collection, id, state)?.value ?? null,
+      view: (collection, id, state) => this.valueOf(collection, id, state) ?? null,
     });
     this.addCommitHook(this.triggers.hook);
     this.sequences = new Sequences({
@@ -808,31 +811,49 @@ export class Replica {
   private view(collection: string, id: string, state: RecordState): DocView | null {
     if (isTextState(state)) return this.textView(collection, id, state);
     if (!state.siblings.every(isRootRegister)) return this.documentView(collection, id, state);
+    const shown = this.recordValue(collection, id, state);
+    if (shown === null) return null;
+    const { win } = shown;
+    const conflicts =
+      shown.lww || shown.merged
+        ? []
+        : distinctLosers(state.siblings, win).map((s) => this.conflictView(collection, id, s));
+    return {
+      id,
+      value: shown.value,
+      version: contextToken(collection, id, state.context, latestHlc(state)),
+      origin: win.dot.replica,
+      time: hlcToIso(win.hlc),
+      conflicts,
+    };
+  }
+
+  /**
+   * The value a view of this state shows, without the version, time and conflicts a view also
+   * renders: what constraints and triggers judge, on every commit. Undefined when deleted.
+   */
+  private valueOf(collection: string, id: string, state: RecordState): JsonValue | undefined {
+    if (isTextState(state) || !state.siblings.every(isRootRegister)) return this.view(collection, id, state)?.value;
+    return this.recordValue(collection, id, state)?.value;
+  }
+
+  /** What a record (root registers only) shows: its winner's value, or what a merge function makes of its siblings. */
+  private recordValue(
+    collection: string,
+    id: string,
+    state: RecordState,
+  ): { win: Sibling; value: JsonValue; lww: boolean; merged: boolean } | null {
     // Under lww the latest write shows, even before the siblings that lost are dropped.
     const lww = this.configs.get(collection).policy === Policy.lww;
     const win = lww ? latestWrite(state.siblings) : winner(state);
     if (win === undefined || win.value === null) return null;
-    let value = decodeText(win.value);
-    const others = lww ? [] : distinctLosers(state.siblings, win);
-    let conflicts = others.map((s) => this.conflictView(collection, id, s));
     // Every live sibling is an input, equal values included (a merge may add them up).
     const merge = !lww && state.siblings.length > 1 ? this.configs.mergeAt(collection, id, '') : undefined;
     const merged =
       merge === undefined
         ? undefined
         : merge(state.siblings.filter((s) => s.value !== null).map((s) => decodeText(s.value as Uint8Array)));
-    if (merged !== undefined) {
-      value = merged;
-      conflicts = [];
-    }
-    return {
-      id,
-      value,
-      version: contextToken(collection, id, state.context, latestHlc(state)),
-      origin: win.dot.replica,
-      time: hlcToIso(win.hlc),
-      conflicts,
-    };
+    return { win, value: merged ?? decodeText(win.value), lww, merged: merged !== undefined };
   }
 
   /** A map, counter or set document (or a record whose collection changed kind). */
