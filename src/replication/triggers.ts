@@ -500,15 +500,29 @@ export class Triggers {
           if (t.wake) continue;
           return;
         }
-        for (const entry of batch) {
-          if (!this.deliverable(t, gen)) return;
-          if (!(await this.deliver(t, gen, entry.key, entry.value))) return;
+        // Acknowledged events leave the outbox together, one transaction per page: a crash
+        // before it delivers them again, with their keys, which at-least-once allows.
+        const acked: string[] = [];
+        try {
+          for (const entry of batch) {
+            if (!this.deliverable(t, gen)) return;
+            if (!(await this.deliver(t, gen, entry.key, entry.value))) return;
+            acked.push(entry.key);
+          }
+        } finally {
+          // Not once the replica closed: the events are then delivered again at the next open.
+          if (acked.length > 0 && !this.closed && !t.dropped) await this.acknowledge(t, acked);
         }
       }
     } catch (e) {
       this.storageFailed(t, e);
     } finally {
-      if (t.loopGen === gen) t.loopGen = -1;
+      if (t.loopGen === gen) {
+        t.loopGen = -1;
+        // Woken while it was leaving (a retry timer that fired during the last acknowledgement):
+        // nobody else will start the next loop.
+        if (t.wake) this.pump(t);
+      }
     }
   }
 
@@ -537,21 +551,25 @@ export class Triggers {
       if (t.gen === gen) this.retryLater(t, t.attempts);
       return false;
     }
-    // The handler acted: acknowledge even when detached meanwhile, but not once the replica closed
-    // (the event is then delivered again at the next open, with the same key).
-    if (this.closed || t.dropped) return false;
-    const removed = await this.host.storage.write(async (tx) => {
-      if ((await tx.getMeta(key)) === undefined) return false; // acknowledged by an older loop
-      tx.deleteMeta(key);
-      return true;
-    });
-    if (removed) {
-      t.pending = Math.max(0, t.pending - 1);
-      t.delivered++;
-    }
+    // The handler acted: the caller acknowledges it, even when detached meanwhile.
     t.attemptKey = undefined;
     t.attempts = 0;
-    return true;
+    return !this.closed && !t.dropped;
+  }
+
+  /** Removes acknowledged events from the outbox: the trigger's durable checkpoint. */
+  private async acknowledge(t: TriggerState, keys: readonly string[]): Promise<void> {
+    const removed = await this.host.storage.write(async (tx) => {
+      let n = 0;
+      for (const key of keys) {
+        if ((await tx.getMeta(key)) === undefined) continue; // acknowledged by an older loop
+        tx.deleteMeta(key);
+        n++;
+      }
+      return n;
+    });
+    t.pending = Math.max(0, t.pending - removed);
+    t.delivered += removed;
   }
 
   /** Exponential backoff with jitter: half the doubled delay fixed, half random. */
