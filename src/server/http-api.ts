@@ -489,12 +489,23 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
           });
           return { results: readableBy(grant, page.results), last_seq: page.last_seq };
         },
-        subscribe: (l) =>
-          db.onConflict((e) =>
+        subscribe: (l) => {
+          const offConflict = db.onConflict((e) =>
             (collection === undefined || e.collection === collection) && readableBy(grant, [e]).length > 0
               ? l(e)
               : undefined,
-          ),
+          );
+          // A change can break a unique field or a reference without a sibling conflict (and in
+          // another collection: deleting a user flags the tasks naming it): while any is broken,
+          // every change wakes the stream to read again; the read filters what it shows.
+          const offChange = db.subscribe((e) => {
+            if (!e.conflict && db.status().violations > 0) l(e);
+          });
+          return () => {
+            offConflict();
+            offChange();
+          };
+        },
       };
       const since = request.query.since ?? 0;
       if (feed === 'longpoll') {

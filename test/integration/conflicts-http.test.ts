@@ -469,4 +469,42 @@ describe('GET /conflicts', () => {
       controller.abort();
     }
   });
+
+  it('an event stream sends a unique value broken by a write from another leader, which holds no sibling', async () => {
+    await ok('PUT', '/db/accounts/_config', { unique: ['email'] });
+    await other.applyChanges(await server.db.changesSince(other.vector()));
+    await ok('PUT', '/db/accounts/a1', { email: 'z@x' });
+    const controller = new AbortController();
+    const since = server.db.status().seq;
+    const res = await fetch(`${server.url}/conflicts?feed=eventsource&collection=accounts&since=${since}`, {
+      signal: controller.signal,
+    });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    try {
+      // Written apart: the other leader has not seen a1.
+      await other.collection('accounts').put('a2', { email: 'z@x' });
+      await deliver();
+      const deadline = Date.now() + 10_000;
+      while (!text.includes('"kind":"unique"')) {
+        if (Date.now() > deadline) throw new Error(`no unique entry streamed: ${text}`);
+        const next = await reader.read();
+        if (next.done) throw new Error(`the stream ended: ${text}`);
+        text += decoder.decode(next.value, { stream: true });
+      }
+      const entry = JSON.parse(text.slice(text.indexOf('data: ') + 'data: '.length).split('\n')[0] as string) as {
+        id: string;
+        kind: string;
+        constraint: unknown;
+      };
+      expect(entry).toMatchObject({
+        id: 'a2',
+        kind: 'unique',
+        constraint: { field: 'email', value: 'z@x', winner: 'a1' },
+      });
+    } finally {
+      controller.abort();
+    }
+  });
 });
