@@ -270,8 +270,9 @@ export class Sequence {
   /**
    * Creates or changes the sequence at every replica (last writer wins): `allocator` is the
    * replica granting blocks of `blockSize` (default 100) numbers from `start` (default 1).
-   * Changing the allocator hands over; do it while the old allocator is connected, or give a
-   * `start` above anything it may have granted (see docs/sdk.md).
+   * Changing the allocator hands over, at the current allocator (its last grants go with the
+   * change); elsewhere it fails with `conflict` unless `force: true` with a `start` above
+   * anything the old allocator may have granted (see docs/sdk.md).
    * @example
    * await db.sequence('invoice').configure({ allocator: 'eu-1', blockSize: 100, start: 1000 });
    */

@@ -415,14 +415,12 @@ export class Replica {
   /**
    * Sets up (or changes) sequence `name` at every replica: `allocator` is the replica that
    * grants blocks of `blockSize` numbers (default 100) from `start` (default 1). Changing the
-   * allocator hands over: the new one grants above every grant it has seen (see sequences.ts
-   * for the hazard when the old one's last grants have not reached it).
+   * allocator hands over, at the current allocator only (its last grants travel with the
+   * change), or forced elsewhere with a `start` above what it granted (see sequences.ts).
    */
   async configureSequence(name: string, options: SequenceOptions): Promise<SequenceConfig> {
     this.checkOpen();
-    const doc = this.sequences.configure(name, options);
-    await this.write([{ type: 'put', collection: SEQUENCES_COLLECTION, id: doc.id, value: doc.value }], true);
-    return doc.value as unknown as SequenceConfig;
+    return this.sequences.configure(name, options);
   }
 
   /**

@@ -172,7 +172,7 @@ describe('sequences', () => {
     got.push(
       ...(await driven(Promise.all(replicas.flatMap((r) => [r.nextval('invoice'), r.nextval('invoice')])), replicas)),
     );
-    await b.configureSequence('invoice', { allocator: 'b', blockSize: 5 });
+    await a.configureSequence('invoice', { allocator: 'b', blockSize: 5 });
     await pump(replicas);
     for (let i = 0; i < 8; i++) {
       got.push(...(await driven(Promise.all([a, b, c].map((r) => r.nextval('invoice'))), replicas)));
@@ -186,6 +186,42 @@ describe('sequences', () => {
     const bFroms = Object.values(bGrants.grants).flatMap((blocks) => blocks.map((blk) => blk[1]));
     expect(bFroms.length).toBeGreaterThan(0);
     expect(Math.min(...bFroms)).toBeGreaterThanOrEqual(aGrants.next);
+  });
+
+  it('hands over only at the allocator, with its last grants, even to a leader cut off from them', async () => {
+    const { replicas } = await cluster(5);
+    const [a, b, c] = replicas as [Replica, Replica, Replica];
+    // b is cut off while a grants c (and itself) block after block: b never sees those grants.
+    const got: number[] = [];
+    for (let i = 0; i < 12; i++)
+      got.push(...(await driven(Promise.all([a.nextval('invoice'), c.nextval('invoice')]), [a, c])));
+    // At b, a handover would not know what a granted: refused, and nothing is written.
+    const seq = b.seq;
+    const refused = await rejection(b.configureSequence('invoice', { allocator: 'b', blockSize: 5 }));
+    expect(refused.code).toBe(ErrorCode.conflict);
+    expect(refused.message).toMatch(/hand over at a/);
+    expect(b.seq).toBe(seq);
+    // At a: the settings and a's grants travel as one change, through c, to b.
+    await a.configureSequence('invoice', { allocator: 'b', blockSize: 5 });
+    await pump([a, c]);
+    await pump([c, b]);
+    const aGrants = await grantsDoc(b, 'invoice/grants/a');
+    for (let i = 0; i < 6; i++)
+      got.push(...(await driven(Promise.all(replicas.map((r) => r.nextval('invoice'))), replicas)));
+    expectDistinct(got);
+    const bGrants = await grantsDoc(b, 'invoice/grants/b');
+    const bFroms = Object.values(bGrants.grants).flatMap((blocks) => blocks.map((blk) => blk[1]));
+    expect(Math.min(...bFroms)).toBeGreaterThanOrEqual(aGrants.next);
+    // An allocator gone for good: forced elsewhere, with a start above anything it granted.
+    expect((await rejection(c.configureSequence('invoice', { allocator: 'c', force: true }))).code).toBe(
+      ErrorCode.invalidInput,
+    );
+    await c.configureSequence('invoice', { allocator: 'c', blockSize: 5, start: 10_000, force: true });
+    await pump(replicas);
+    for (let i = 0; i < 12; i++)
+      got.push(...(await driven(Promise.all(replicas.map((r) => r.nextval('invoice'))), replicas)));
+    expectDistinct(got);
+    expect(Math.max(...got)).toBeGreaterThanOrEqual(10_000);
   });
 
   it('refuses unknown sequences, bad names and bad settings', async () => {

@@ -19,12 +19,13 @@
  * hands out numbers above that one, so even a block granted twice (a handover hazard, below)
  * never makes it repeat itself.
  *
- * Handover: changing the allocator makes the new one grant from above every grant it has
- * seen (and above `start`). Grants the old allocator made that it has not seen yet (the old
- * one was cut off, or died before they replicated) could be granted again to another leader:
- * hand over while both are connected, or give a `start` above anything the old one can have
- * granted. Two leaders configuring different allocators concurrently is such a handover (both
- * may grant until last-writer-wins settles the settings).
+ * Handover: made at the current allocator, which writes its grants document again in the same
+ * atomic change as the new settings, so the new allocator receives every grant with the
+ * settings naming it (G4) and grants from above them (and above `start`). At another leader,
+ * which may not have seen the latest grants, it is refused unless forced with a `start` above
+ * anything the old allocator may have granted. Two leaders creating one sequence concurrently
+ * with different allocators remain a hazard (both may grant until last-writer-wins settles the
+ * settings): create a sequence once.
  */
 import { compareLww, fromUtf8, utf8, checkReplicaId, COLLECTION_PATTERN } from '../core/index.js';
 import type { JsonValue, RecordState, Sibling } from '../core/index.js';
@@ -38,8 +39,14 @@ export interface SequenceOptions {
   allocator: string;
   /** Numbers per block (default 100): a leader cut off from the allocator can hand out about two blocks. */
   blockSize?: number;
-  /** The first number (default 1). On a handover, a number above all the old allocator may have granted. */
+  /** The first number (default 1). On a forced handover, a number above all the old allocator may have granted. */
   start?: number;
+  /**
+   * Changes the allocator away from a replica other than this one. A handover is safe when made
+   * at the current allocator (its last grants travel with the change); `force` is for an
+   * allocator gone for good, with a `start` above every number it may have granted.
+   */
+  force?: boolean;
 }
 
 export interface SequenceConfig {
@@ -112,18 +119,27 @@ export function checkSequenceName(name: unknown): string {
 }
 
 /** Validates sequence settings, filling in the defaults. */
-export function checkSequenceOptions(options: unknown): SequenceConfig {
+export function checkSequenceOptions(options: unknown): SequenceConfig & { force: boolean } {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new DbError(ErrorCode.invalidInput, 'sequence settings must be an object: { allocator, blockSize?, start? }');
   }
   const o = options as Record<string, unknown>;
   for (const k of Object.keys(o)) {
-    if (k !== 'allocator' && k !== 'blockSize' && k !== 'start') {
+    if (k !== 'allocator' && k !== 'blockSize' && k !== 'start' && k !== 'force') {
       throw new DbError(
         ErrorCode.invalidInput,
-        `unknown sequence setting ${JSON.stringify(k)} (allocator, blockSize, start)`,
+        `unknown sequence setting ${JSON.stringify(k)} (allocator, blockSize, start, force)`,
       );
     }
+  }
+  if (o.force !== undefined && typeof o.force !== 'boolean') {
+    throw new DbError(ErrorCode.invalidInput, 'force must be true or false');
+  }
+  if (o.force === true && o.start === undefined) {
+    throw new DbError(
+      ErrorCode.invalidInput,
+      'a forced handover needs a start above every number the old allocator may have granted',
+    );
   }
   if (o.allocator === undefined) {
     throw new DbError(ErrorCode.invalidInput, 'a sequence needs an allocator: the replica id that grants its blocks');
@@ -142,7 +158,7 @@ export function checkSequenceOptions(options: unknown): SequenceConfig {
   if (typeof start !== 'number' || !Number.isSafeInteger(start) || start < 0) {
     throw new DbError(ErrorCode.invalidInput, 'start must be an integer >= 0');
   }
-  return { allocator, blockSize, start };
+  return { allocator, blockSize, start, force: o.force === true };
 }
 
 const configId = (name: string): string => name;
@@ -233,10 +249,39 @@ export class Sequences implements CommitHook {
     for (const name of [...this.wakers.keys()]) this.wake(name);
   }
 
-  configure(name: string, options: unknown): { id: string; value: JsonValue } {
+  /**
+   * Writes the settings. A handover (a new allocator) is made at the current allocator, which
+   * writes its grants document again in the same atomic change: the new allocator receives the
+   * settings naming it together with every grant the old one made, and grants above them. Made
+   * elsewhere, grants the old allocator made that have not arrived could be granted twice, so
+   * it is refused unless forced (with a `start` above anything the old one may have granted).
+   */
+  async configure(name: string, options: unknown): Promise<SequenceConfig> {
     checkSequenceName(name);
-    const config = checkSequenceOptions(options);
-    return { id: configId(name), value: { ...config } };
+    const { force, ...config } = checkSequenceOptions(options);
+    let written: SequenceConfig = config;
+    // In the lane: no grant of this replica's may slip between reading its grants and the write.
+    await this.inLane(async () => {
+      const current = this.states.get(name)?.config;
+      const self = this.host.id;
+      const handover = current !== undefined && current.allocator !== config.allocator;
+      if (handover && current.allocator !== self && !force) {
+        throw new DbError(
+          ErrorCode.conflict,
+          `sequence ${name}: its allocator is ${current.allocator}; hand over at ${current.allocator}, whose last ` +
+            `grants then travel with the change, or, if it is gone for good, force it with a start above every ` +
+            `number it may have granted: { "allocator": "${config.allocator}", "start": N, "force": true }`,
+        );
+      }
+      const docs: { id: string; value: JsonValue }[] = [{ id: configId(name), value: { ...config } }];
+      if (handover && current.allocator === self) {
+        const own = this.states.get(name)?.grants.get(self) ?? { next: 0, grants: {} };
+        docs.push({ id: grantsId(name, self), value: { next: own.next, grants: own.grants } as unknown as JsonValue });
+      }
+      await this.host.put(docs);
+      written = config;
+    });
+    return written;
   }
 
   async status(name: string): Promise<SequenceStatus> {

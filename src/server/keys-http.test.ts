@@ -130,6 +130,15 @@ describe('/sequences/:name', () => {
     expectError(res, 503, 'sequence_exhausted');
     expect(res.json<{ message: string }>().message).toMatch(/allocator far-away granted no new block within 20 ms/);
     expectError(await send(app, 'POST', '/sequences/s/next?waitMs=-1'), 400, 'invalid_input');
+    // A handover away from another allocator is made there, or forced with a start.
+    const refused = await send(app, 'PUT', '/sequences/s', { allocator: 'eu' });
+    expectError(refused, 409, 'conflict');
+    expect(refused.json<{ message: string }>().message).toMatch(/hand over at far-away/);
+    expectError(await send(app, 'PUT', '/sequences/s', { allocator: 'eu', force: true }), 400, 'invalid_input');
+    const forced = await send(app, 'PUT', '/sequences/s', { allocator: 'eu', start: 5000, force: true });
+    expect(forced.statusCode).toBe(200);
+    const taken = await send(app, 'POST', '/sequences/s/next');
+    expect(taken.json()).toEqual({ name: 's', value: 5000 });
   });
 
   it('needs a right on every collection when tokens are configured', async () => {

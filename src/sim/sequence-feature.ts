@@ -32,7 +32,7 @@ class SequenceFeature implements SimFeature {
   private readonly lastId = new Map<number, { lifetime: number; id: string }>();
   /** nextval calls still waiting, per replica (dropped when it crashes: its timers die with it). */
   private readonly waiting = new Map<number, number>();
-  private outcomes = { returned: 0, exhausted: 0, unknown: 0, lost: 0 };
+  private outcomes = { returned: 0, exhausted: 0, unknown: 0, lost: 0, handovers: 0 };
 
   async opened(index: number, replica: Replica, ctx: FeatureContext): Promise<void> {
     this.waiting.delete(index);
@@ -49,6 +49,29 @@ class SequenceFeature implements SimFeature {
     }
   }
 
+  /** At the allocator (as this replica sees it): hands the sequence over to another leader. */
+  private async handOver(index: number, replica: Replica, ctx: FeatureContext): Promise<void> {
+    const me = ctx.replicaId(index);
+    const others = ctx.upReplicas().filter((i) => i !== index);
+    if (others.length === 0) return;
+    const to = ctx.replicaId(ctx.rng.pick(others));
+    try {
+      if ((await replica.sequenceStatus(SEQUENCE)).allocator !== me) return;
+      await replica.configureSequence(SEQUENCE, { allocator: to, blockSize: BLOCK_SIZE });
+      this.outcomes.handovers++;
+      ctx.note(`${me} hands sequence ${SEQUENCE} over to ${to}`, [index]);
+    } catch (e) {
+      // Not configured here yet, or the process died under the write.
+      if (e instanceof DbError && (e.code === ErrorCode.notFound || e.code === ErrorCode.closed)) return;
+      ctx.violation({
+        invariant: 'internal',
+        message: `${me} could not hand sequence ${SEQUENCE} over to ${to}: ${(e as Error).message}`,
+        keys: [],
+        replicas: [index],
+      });
+    }
+  }
+
   crashed(index: number): void {
     this.waiting.delete(index);
     this.lastId.delete(index);
@@ -59,7 +82,12 @@ class SequenceFeature implements SimFeature {
     const lifetime = ctx.lifetime(index);
     const me = ctx.replicaId(index);
     const current = (): boolean => ctx.lifetime(index) === lifetime && ctx.replica(index) === replica;
-    if (ctx.rng.next() < 0.6) {
+    const roll = ctx.rng.next();
+    if (roll < 0.06) {
+      await this.handOver(index, replica, ctx);
+      return;
+    }
+    if (roll < 0.6) {
       this.waiting.set(index, (this.waiting.get(index) ?? 0) + 1);
       const settled = (): void => {
         if (current()) this.waiting.set(index, (this.waiting.get(index) ?? 1) - 1);
@@ -125,7 +153,7 @@ class SequenceFeature implements SimFeature {
 
   stats(): Record<string, number> {
     const o = this.outcomes;
-    return { numbers: o.returned, exhausted: o.exhausted, ids: this.ids.size };
+    return { numbers: o.returned, exhausted: o.exhausted, handovers: o.handovers, ids: this.ids.size };
   }
 
   busy(): boolean {
