@@ -49,18 +49,10 @@ export function toEvent(value: unknown): CalendarEvent | null {
   return { title, start, end, ...(typeof notes === 'string' && notes !== '' ? { notes } : {}) };
 }
 
-/** A new event id: random, so two offline devices never pick the same one. */
-function newId(): string {
-  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
-  // randomUUID needs a secure context; a page served over plain http from a LAN address is not one.
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
-}
-
 export class EventStore {
   private readonly events: Collection;
 
-  constructor(db: Database) {
+  constructor(private readonly db: Database) {
     this.events = db.collection('events');
   }
 
@@ -86,7 +78,9 @@ export class EventStore {
   }
 
   async create(event: CalendarEvent): Promise<string> {
-    const id = newId();
+    // Unique without asking anyone, so two offline devices never pick the same one; and
+    // sortable by time, so the store lists events in the order they were created.
+    const id = this.db.newId();
     await this.events.put(id, clean(event), { ifAbsent: true });
     return id;
   }
