@@ -27,7 +27,8 @@ import type { TextHandle } from '../replication/text-docs.js';
 import type { Trigger, TriggerEvent, TriggerOptions, TriggerStatus } from '../replication/triggers.js';
 export type { Trigger, TriggerEvent, TriggerOptions, TriggerStatus, TriggerWhere } from '../replication/triggers.js';
 export type { TextChange, TextEvent, TextHandle } from '../replication/text-docs.js';
-export type { ConstraintViolation } from '../replication/constraints.js';
+export type { ConstraintViolation, ViolationEvent } from '../replication/constraints.js';
+import type { ViolationEvent } from '../replication/constraints.js';
 import type { SessionOptions } from '../replication/session-driver.js';
 export type { SessionDriver, SessionOptions } from '../replication/session-driver.js';
 import type { SequenceConfig, SequenceOptions, SequenceStatus } from '../replication/sequences.js';
@@ -531,6 +532,20 @@ export class Database {
   ): Promise<{ results: ConflictEntry[]; next: string | null; last_seq: number }> {
     const { after, ...rest } = options;
     return this.replica.conflicts(after === null || after === undefined ? rest : { ...rest, after });
+  }
+
+  /**
+   * Calls `listener` after each commit that flags a document for a unique field or a reference
+   * broken by writes leaders accepted apart, or clears its flags (`violations` empty), local
+   * or replicated; including a document flagged by another one's change. Returns a function
+   * that unsubscribes.
+   * @example
+   * db.onViolation(({ collection, id, violations }) => {
+   *   if (violations.length > 0) console.log(`${collection}/${id} breaks`, violations);
+   * });
+   */
+  onViolation(listener: (event: ViolationEvent) => void): () => void {
+    return this.replica.onViolation(listener);
   }
 
   /**

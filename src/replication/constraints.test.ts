@@ -460,3 +460,45 @@ describe('property: every replica lists exactly the violations its final values 
     );
   });
 });
+
+describe('onViolation', () => {
+  it('tells of documents flagged and cleared, including one flagged by another document arriving', async () => {
+    const a = await open('a', { collections: USERS_TASKS });
+    const b = await open('b', { collections: USERS_TASKS }, 2);
+    await a.put('users', 'u1', { email: 'x@y' });
+    await heal([a, b]);
+    const heard: { at: string; collection: string; id: string; kinds: string[] }[] = [];
+    for (const r of [a, b]) {
+      r.onViolation((e) =>
+        heard.push({ at: r.id, collection: e.collection, id: e.id, kinds: e.violations.map((v) => v.kind) }),
+      );
+    }
+    // Apart: one email taken at each side, and a task naming u1 at a while b deletes u1.
+    await a.put('users', 'u3', { email: 'dup@y' });
+    await b.put('users', 'u2', { email: 'dup@y' });
+    await a.put('tasks', 't1', { owner: 'u1' });
+    await b.delete('users', 'u1');
+    expect(heard).toEqual([]); // nothing is broken at either leader alone
+    await heal([a, b]);
+    // At a, u3 is flagged by u2's arrival: u3 itself did not change there.
+    const flagged = (at: string): string[] =>
+      heard
+        .filter((h) => h.at === at && h.kinds.length > 0)
+        .map((h) => `${h.collection}/${h.id} ${h.kinds.join(',')}`)
+        .sort();
+    expect(flagged('a')).toEqual(['tasks/t1 reference', 'users/u3 unique']);
+    expect(flagged('b')).toEqual(['tasks/t1 reference', 'users/u3 unique']);
+    heard.length = 0;
+    await b.put('users', 'u3', { email: 'other@y' });
+    await a.put('users', 'u1', { email: 'back@y' });
+    await heal([a, b]);
+    const cleared = (at: string): string[] =>
+      heard
+        .filter((h) => h.at === at && h.kinds.length === 0)
+        .map((h) => `${h.collection}/${h.id}`)
+        .sort();
+    expect(cleared('a')).toEqual(['tasks/t1', 'users/u3']);
+    expect(cleared('b')).toEqual(['tasks/t1', 'users/u3']);
+    expect(heard.filter((h) => h.kinds.length > 0)).toEqual([]);
+  });
+});

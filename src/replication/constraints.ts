@@ -120,7 +120,21 @@ const NOT_AN_ID = '\u0000';
 
 const SCAN_PAGE = 500;
 
+/** A document whose constraint violations changed with a commit (`violations` empty: it was fixed). */
+export interface ViolationEvent {
+  collection: string;
+  id: string;
+  /** The feed position of the commit that changed them. */
+  seq: number;
+  /** Why the document is flagged now, as `violationsOf` and `conflicts()` show it. */
+  violations: ConstraintViolation[];
+}
+
 export class Constraints implements CommitHook {
+  private readonly listeners = new Set<(e: ViolationEvent) => void>();
+  /** What the commit in progress changed of documents' violations, told once it commits. */
+  private events: ViolationEvent[] = [];
+
   /** By collection; undefined until built (lazily, on first need). */
   private indexes: Map<string, CollectionIndex> | undefined;
   /** What the commit in progress changed, until it commits or aborts. */
@@ -142,19 +156,73 @@ export class Constraints implements CommitHook {
     // Kept before any change, so that whatever throws below, aborted() puts everything back.
     const undo: Undo[] = [];
     this.undo = undo;
+    this.events = [];
+    const updates: { ix: CollectionIndex; change: RecordedChange; entry: Entry | undefined; live: boolean }[] = [];
     for (const change of changes) {
       const ix = indexes.get(change.collection);
       if (ix === undefined) continue;
       const shown = this.host.valueOf(change.collection, change.id, change.after);
-      undo.push({ ix, id: change.id, entry: ix.entries.get(change.id), live: isLive(ix, change.id), change });
-      setDoc(indexes, ix, change.id, shown === undefined ? undefined : entryOf(ix, shown.value), shown !== undefined);
+      updates.push({
+        ix,
+        change,
+        entry: shown === undefined ? undefined : entryOf(ix, shown.value),
+        live: shown !== undefined,
+      });
+    }
+    if (updates.length === 0) return;
+    // Only while someone listens: the documents whose violations the commit may change.
+    const watched = this.listeners.size > 0 ? affected(updates) : undefined;
+    const before = watched === undefined ? undefined : this.flagsOf(watched);
+    for (const u of updates) {
+      undo.push({
+        ix: u.ix,
+        id: u.change.id,
+        entry: u.ix.entries.get(u.change.id),
+        live: isLive(u.ix, u.change.id),
+        change: u.change,
+      });
+      setDoc(indexes, u.ix, u.change.id, u.entry, u.live);
     }
     for (const u of undo) if (u.change.origin === 'local') this.check(u);
+    if (watched !== undefined && before !== undefined) {
+      const seq = changes[0]?.seq ?? 0;
+      const after = this.flagsOf(watched);
+      for (const [key, now] of after) {
+        if (now.text === before.get(key)?.text) continue;
+        const [collection, id] = watched.get(key) as [string, string];
+        this.events.push({ collection, id, seq, violations: now.violations });
+      }
+    }
+  }
+
+  /**
+   * Calls `listener` after each commit that flags a document or clears its flags, local or
+   * remote, including a document flagged by another one's change (a local user flagged when a
+   * user with the same email and a lesser id, which keeps it, arrives from another leader).
+   * Returns an unsubscribe function.
+   */
+  onViolation(listener: (e: ViolationEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private flagsOf(
+    docs: ReadonlyMap<string, [string, string]>,
+  ): Map<string, { text: string; violations: ConstraintViolation[] }> {
+    const out = new Map<string, { text: string; violations: ConstraintViolation[] }>();
+    for (const [key, [collection, id]] of docs) {
+      const violations = this.violationsOf(collection, id);
+      out.set(key, { text: JSON.stringify(violations), violations });
+    }
+    return out;
   }
 
   committed(changes: readonly RecordedChange[]): void {
     this.undo = undefined;
     this.builtInTx = false;
+    const events = this.events;
+    this.events = [];
+    for (const e of events) for (const l of [...this.listeners]) l(e);
     // Settings are applied right after the hooks hear of the commit: rebuild under them.
     if (this.indexes !== undefined && changes.some((c) => c.collection === CONFIG_COLLECTION)) this.invalidate();
   }
@@ -162,6 +230,7 @@ export class Constraints implements CommitHook {
   aborted(): void {
     const undo = this.undo;
     this.undo = undefined;
+    this.events = [];
     if (this.builtInTx) {
       this.builtInTx = false;
       this.invalidate();
@@ -395,6 +464,29 @@ function removeFrom(map: Map<string, Set<string>>, key: string, id: string): num
   set.delete(id);
   if (set.size === 0) map.delete(key);
   return set.size;
+}
+
+/**
+ * The documents whose violations these updates may change, by `collection\u0000id`: each
+ * updated document, those sharing any unique value it had or takes, and those referencing it.
+ */
+function affected(
+  updates: readonly { ix: CollectionIndex; change: RecordedChange; entry: Entry | undefined }[],
+): Map<string, [string, string]> {
+  const out = new Map<string, [string, string]>();
+  const add = (collection: string, id: string): void => void out.set(`${collection}\u0000${id}`, [collection, id]);
+  for (const { ix, change, entry } of updates) {
+    const id = change.id;
+    add(ix.name, id);
+    const old = ix.entries.get(id);
+    ix.unique.forEach((u, i) => {
+      for (const k of [old?.keys[i], entry?.keys[i]]) {
+        if (k !== undefined) for (const other of u.byValue.get(k) ?? []) add(ix.name, other);
+      }
+    });
+    for (const r of ix.referrers) for (const other of r.byTarget.get(id) ?? []) add(r.collection, other);
+  }
+  return out;
 }
 
 /** Makes the indexes show `ix.name/id` with `entry` (undefined: no constrained value) and liveness `live`. */

@@ -77,7 +77,7 @@ import { TextDocuments, checkTextPayload, textOf, textPartFor } from './text-doc
 import { SeqIndex } from './seq-index.js';
 import type { CommitHook, RecordedChange } from './commit-hooks.js';
 import { Constraints } from './constraints.js';
-import type { ConstraintViolation } from './constraints.js';
+import type { ConstraintViolation, ViolationEvent } from './constraints.js';
 import { Triggers } from './triggers.js';
 import type { Trigger, TriggerEvent, TriggerOptions, TriggerStatus } from './triggers.js';
 
@@ -1427,6 +1427,15 @@ export class Replica {
   onConflict(listener: (e: ChangeEvent) => void): () => void {
     this.conflictListeners.add(listener);
     return () => this.conflictListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` after each commit that flags a document for a broken unique field or
+   * reference, or clears its flags (`violations` empty), local or remote; including a document
+   * flagged by another one's change, which no change event names. Returns an unsubscribe function.
+   */
+  onViolation(listener: (e: ViolationEvent) => void): () => void {
+    return this.constraints.onViolation(listener);
   }
 
   /** Calls `listener` after each committed change, local or remote. Returns an unsubscribe function. */

@@ -52,6 +52,7 @@ async function run(seed: number, patch?: (r: Replica) => void): Promise<{ violat
   const rng = new SeededRandom(seed);
   const violations: Omit<Violation, 'atMs'>[] = [];
   const ctx = context(rng, replicas, violations);
+  for (const [i, r] of replicas.entries()) await feature.opened?.(i, r, ctx);
   for (let step = 0; step < 80; step++) {
     const i = rng.int(3);
     if (rng.int(4) === 0) await sync(replicas[i] as Replica, replicas[rng.int(3)] as Replica);

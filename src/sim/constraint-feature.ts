@@ -45,6 +45,30 @@ class ConstraintFeature implements SimFeature {
   /** Users created once and never written again, so a duplicate made apart lasts to the end. */
   private created = 0;
   private flagged = 0;
+  /** Per replica, what onViolation last said of each document (seeded from conflicts() at open). */
+  private readonly heard = new Map<number, Map<string, string>>();
+
+  async opened(index: number, replica: Replica): Promise<void> {
+    const heard = new Map<string, string>();
+    this.heard.set(index, heard);
+    // What is flagged already when the process starts (its indexes are built at open).
+    const byDoc = new Map<string, unknown[]>();
+    for (const [collection, id, kind, constraint] of await listedOf(replica)) {
+      const k = `${collection}/${id}`;
+      byDoc.set(k, [...(byDoc.get(k) ?? []), { kind, ...(constraint as object) }]);
+    }
+    for (const [k, v] of byDoc) heard.set(k, canonicalJson(v as JsonValue));
+    replica.onViolation((e) => {
+      if (this.heard.get(index) !== heard) return; // a process that is gone
+      const k = `${e.collection}/${e.id}`;
+      if (e.violations.length === 0) heard.delete(k);
+      else heard.set(k, canonicalJson(e.violations as unknown as JsonValue));
+    });
+  }
+
+  crashed(index: number): void {
+    this.heard.delete(index);
+  }
 
   stats(): Record<string, number> {
     return { 'local refusals': this.refused, 'flagged after the heal': this.flagged };
@@ -158,6 +182,22 @@ class ConstraintFeature implements SimFeature {
       const count = replica.status().violations;
       if (count !== listed.length)
         fail(`${id}'s status counts ${count} violations; conflicts() lists ${listed.length}`);
+      // What onViolation told, over the process's life, must be what conflicts() lists now.
+      const told = this.heard.get(index) ?? new Map<string, string>();
+      const byDoc = new Map<string, unknown[]>();
+      for (const [collection, docId, kind, constraint] of listed) {
+        const k = `${collection}/${docId}`;
+        byDoc.set(k, [...(byDoc.get(k) ?? []), { kind, ...(constraint as object) }]);
+      }
+      const shown = new Map([...byDoc].map(([k, v]) => [k, canonicalJson(v as JsonValue)]));
+      const differ = [...new Set([...told.keys(), ...shown.keys()])].filter((k) => told.get(k) !== shown.get(k));
+      if (differ.length > 0) {
+        fail(
+          `${id}'s onViolation events disagree with its conflicts() for ${differ
+            .map((k) => `${k} (told ${told.get(k) ?? 'nothing'}, listed ${shown.get(k) ?? 'nothing'})`)
+            .join('; ')}`,
+        );
+      }
       if (first === undefined) first = { id, listed };
       else if (JSON.stringify(first.listed) !== JSON.stringify(listed)) {
         fail(
