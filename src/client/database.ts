@@ -355,7 +355,7 @@ export class Database {
    * @example
    * const invoices = db.sequence('invoice');
    * await invoices.configure({ allocator: 'eu-1', blockSize: 100 });
-   * const n = await invoices.next(); // 1, then 2, ...; another leader gets 101, ...
+   * const n = await invoices.next(); // 1, then 2, ...; the next leader to ask gets 101-200
    */
   sequence(name: string): Sequence {
     return new Sequence(this.replica, name);
