@@ -74,6 +74,43 @@ export function addClientCommands(program: Command, print: Print = console.log):
       print(o.json === true ? JSON.stringify(b) : String(b.value));
     });
 
+  withUrl(program.command('triggers'))
+    .description("the leader's triggers with their queues; --drop NAME drops one the config no longer names")
+    .option('--drop <name>', 'drop this trigger and its undelivered events')
+    .action(async (o: Common & { drop?: string }) => {
+      if (o.drop !== undefined) {
+        const { body } = await request(o.url, 'DELETE', `triggers/${encodeURIComponent(o.drop)}`);
+        const b = body as { name: string; pending: number };
+        print(
+          o.json === true ? JSON.stringify(b) : `dropped trigger ${b.name} and its ${b.pending} undelivered events`,
+        );
+        return;
+      }
+      const { body } = await request(o.url, 'GET', 'triggers');
+      if (o.json === true) {
+        print(JSON.stringify(body));
+        return;
+      }
+      const { triggers } = body as {
+        triggers: {
+          name: string;
+          where: string;
+          collection: string | null;
+          attached: boolean;
+          pending: number;
+          failures: number;
+          lastError: string | null;
+        }[];
+      };
+      if (triggers.length === 0) print('no triggers');
+      for (const t of triggers) {
+        const error = t.lastError === null ? '' : `  last error: ${t.lastError}`;
+        print(
+          `${t.name}  ${t.where}  ${t.collection ?? '*'}  ${t.attached ? 'attached' : 'not attached'}  pending ${t.pending}  failures ${t.failures}${error}`,
+        );
+      }
+    });
+
   withUrl(program.command('get <collection> <id>'))
     .description('read a document, its version and its conflicts')
     .action(async (collection: string, id: string, o: Common) => {

@@ -67,7 +67,7 @@ const collectionParams = {
 
 const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 
-const sequenceParams = {
+const nameParams = {
   type: 'object',
   required: ['name'],
   additionalProperties: false,
@@ -84,6 +84,8 @@ const nextQuery = {
 
 /** The collection whose rights govern sequences (a system collection: only '*' rights reach it). */
 const SEQUENCES_PSEUDO_COLLECTION = '_sequences';
+/** Triggers, like sequences, need a right on every collection when tokens are configured. */
+const TRIGGERS_PSEUDO_COLLECTION = '_triggers';
 
 const writeHeaders = {
   type: 'object',
@@ -332,6 +334,8 @@ const API_ROUTES: ReadonlySet<string> = new Set([
   '/db/_batch',
   '/sequences/:name',
   '/sequences/:name/next',
+  '/triggers',
+  '/triggers/:name',
   '/conflicts',
   '/changes',
   '/status',
@@ -633,7 +637,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
   // or take numbers.
   app.put<{ Params: { name: string }; Body: unknown }>(
     '/sequences/:name',
-    { onRequest: refuseWhileShuttingDown, schema: { params: sequenceParams, querystring: noQuery, body: {} } },
+    { onRequest: refuseWhileShuttingDown, schema: { params: nameParams, querystring: noQuery, body: {} } },
     async (request) => {
       need(grantOf(request), 'write', SEQUENCES_PSEUDO_COLLECTION);
       const config = await db
@@ -645,7 +649,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
 
   app.get<{ Params: { name: string } }>(
     '/sequences/:name',
-    { schema: { params: sequenceParams, querystring: noQuery } },
+    { schema: { params: nameParams, querystring: noQuery } },
     async (request) => {
       need(grantOf(request), 'read', SEQUENCES_PSEUDO_COLLECTION);
       return db.sequence(request.params.name).status();
@@ -654,7 +658,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
 
   app.post<{ Params: { name: string }; Querystring: { waitMs?: number } }>(
     '/sequences/:name/next',
-    { onRequest: refuseWhileShuttingDown, schema: { params: sequenceParams, querystring: nextQuery } },
+    { onRequest: refuseWhileShuttingDown, schema: { params: nameParams, querystring: nextQuery } },
     async (request) => {
       need(grantOf(request), 'write', SEQUENCES_PSEUDO_COLLECTION);
       const { waitMs } = request.query;
@@ -700,6 +704,31 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
         log: request.log,
       });
       return reply;
+    },
+  );
+
+  // Triggers the store declares. One the config no longer names keeps collecting events until
+  // it is dropped here (its queue goes with it); one a handler runs must leave the config first.
+  app.get('/triggers', { schema: { querystring: noQuery } }, async (request) => {
+    need(grantOf(request), 'read', TRIGGERS_PSEUDO_COLLECTION);
+    return { triggers: db.replica.triggerStatus() };
+  });
+
+  app.delete<{ Params: { name: string } }>(
+    '/triggers/:name',
+    { onRequest: refuseWhileShuttingDown, schema: { params: nameParams, querystring: noQuery } },
+    async (request) => {
+      need(grantOf(request), 'write', TRIGGERS_PSEUDO_COLLECTION);
+      const { name } = request.params;
+      const status = db.replica.triggerStatus().find((t) => t.name === name);
+      if (status?.attached === true) {
+        throw new DbError(
+          ErrorCode.conflict,
+          `trigger ${name} runs here (this leader's config names it): remove it from the config and restart first`,
+        );
+      }
+      await db.dropTrigger(name);
+      return { name, dropped: true, pending: status?.pending ?? 0 };
     },
   );
 

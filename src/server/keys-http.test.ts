@@ -31,7 +31,7 @@ const JSON_TYPE = { 'content-type': 'application/json' };
 
 function send(
   app: FastifyInstance,
-  method: 'GET' | 'PUT' | 'POST',
+  method: 'GET' | 'PUT' | 'POST' | 'DELETE',
   url: string,
   body?: unknown,
   headers: Record<string, string> = {},
@@ -159,5 +159,10 @@ describe('/sequences/:name', () => {
     );
     expectError(await send(app, 'GET', '/sequences/s', undefined, as('orders-token-0123456789')), 403, 'forbidden');
     expectError(await send(app, 'POST', '/sequences/s/next'), 401, 'unauthorized');
+    // Triggers likewise: listing needs read on every collection, dropping read-write.
+    expect((await send(app, 'GET', '/triggers', undefined, as('reader-token-0123456789'))).statusCode).toBe(200);
+    expectError(await send(app, 'GET', '/triggers', undefined, as('orders-token-0123456789')), 403, 'forbidden');
+    expectError(await send(app, 'DELETE', '/triggers/x', undefined, as('reader-token-0123456789')), 403, 'forbidden');
+    expectError(await send(app, 'DELETE', '/triggers/x', undefined, admin), 404, 'not_found');
   });
 });

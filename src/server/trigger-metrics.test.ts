@@ -80,3 +80,36 @@ describe('triggers in /status and /metrics', () => {
     await app.close();
   });
 });
+
+describe('GET /triggers and DELETE /triggers/:name', () => {
+  it('lists triggers, drops one no handler runs (with its queue), and refuses one that runs here', async () => {
+    const db = await openReplica({ storage: 'memory', id: 'eu' });
+    open.push(db);
+    const { app } = buildApp({ db });
+    const running = db.replica.on('change', () => undefined, { name: 'mailer', where: 'origin' });
+    const old = db.replica.on('change', () => new Promise(() => {}), { name: 'old', where: 'every-replica' });
+    await Promise.all([running.ready, old.ready]);
+    old.close(); // as a trigger the config no longer names: nothing runs it, its queue grows
+    await db.collection('notes').put('n1', { a: 1 });
+    await expect.poll(() => old.status().pending).toBe(1);
+
+    const listed = (await app.inject({ url: '/triggers' })).json() as { triggers: TriggerStatus[] };
+    expect(listed.triggers.map((t) => [t.name, t.attached])).toEqual([
+      ['mailer', true],
+      ['old', false],
+    ]);
+    const refused = await app.inject({ method: 'DELETE', url: '/triggers/mailer' });
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json()).toMatchObject({ error: 'conflict' });
+    expect(refused.json<{ message: string }>().message).toMatch(/remove it from the config/);
+    const dropped = await app.inject({ method: 'DELETE', url: '/triggers/old' });
+    expect(dropped.statusCode).toBe(200);
+    expect(dropped.json()).toEqual({ name: 'old', dropped: true, pending: 1 });
+    expect(db.replica.triggerStatus().map((t) => t.name)).toEqual(['mailer']);
+    const missing = await app.inject({ method: 'DELETE', url: '/triggers/old' });
+    expect(missing.statusCode).toBe(404);
+    expect((await app.inject({ method: 'DELETE', url: '/triggers/bad%20name' })).statusCode).toBe(400);
+    running.close();
+    await app.close();
+  });
+});

@@ -260,4 +260,21 @@ describe('polyarch post, nextval, and constraint entries in conflicts and status
     expect(dup.code).toBe(1);
     expect(dup.stderr).toMatch(/409 constraint_violation/);
   });
+
+  it('lists triggers and drops one that no handler runs', async () => {
+    const old = server.db.on('change', () => new Promise(() => {}), { name: 'old-mailer', collection: 'mail' });
+    await old.ready;
+    old.close(); // as a trigger the config no longer names
+    await server.db.collection('mail').put('m1', { to: 'a@b' });
+    await expect.poll(() => old.status().pending).toBe(1);
+    const listed = await run(['triggers', '--url', server.url]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout.trim()).toBe('old-mailer  origin  mail  not attached  pending 1  failures 0');
+    const dropped = await run(['triggers', '--drop', 'old-mailer', '--url', server.url]);
+    expect(dropped.stdout.trim()).toBe('dropped trigger old-mailer and its 1 undelivered events');
+    expect(server.db.triggerStatus()).toEqual([]);
+    const again = await run(['triggers', '--drop', 'old-mailer', '--url', server.url]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/404 not_found/);
+  });
 });
