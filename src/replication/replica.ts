@@ -365,13 +365,7 @@ export class Replica {
   }
 
   private async loadConfigs(): Promise<void> {
-    let after: string | undefined;
-    for (;;) {
-      const rows = await this.storage.read((tx) => tx.listDocs(CONFIG_COLLECTION, after, 500));
-      for (const row of rows) this.configs.update(row.id, unwrapStored(row.state).state);
-      if (rows.length < 500) return;
-      after = rows[rows.length - 1]?.id;
-    }
+    for (const doc of await this.listSystemDocs(CONFIG_COLLECTION)) this.configs.update(doc.id, doc.state);
   }
 
   get id(): string {
@@ -1415,8 +1409,13 @@ export class Replica {
       digest: toHex(m.digest),
       docs: m.docs,
       conflicts: m.conflicts,
-      violations: this.constraints.count(),
+      violations: this.violations,
     };
+  }
+
+  /** How many unique fields and references are broken: status().violations, without building a whole status. */
+  get violations(): number {
+    return this.constraints.count();
   }
 
   /**

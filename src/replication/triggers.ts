@@ -26,6 +26,7 @@ import type { Env, TimerHandle } from '../env/env.js';
 import type { Storage, WriteTx } from '../storage/index.js';
 import { DbError, ErrorCode } from '../shared/errors.js';
 import type { CommitHook, RecordedChange } from './commit-hooks.js';
+import { isSystemCollection } from './collection-config.js';
 
 /** Where a trigger runs: once in the cluster at the accepting leader, or once per replica. */
 export type TriggerWhere = 'origin' | 'every-replica';
@@ -404,7 +405,7 @@ export class Triggers {
       if (!t.captured) continue;
       let n = 0;
       for (const c of changes) {
-        if (c.collection.startsWith('_')) continue;
+        if (isSystemCollection(c.collection)) continue;
         if (t.decl.collection === null ? isTextState(c.after) : c.collection !== t.decl.collection) continue;
         for (const e of this.eventsOf(t.decl.where, c)) {
           tx.putMeta(outboxKey(t.name, c.seq, n++), encodeJson(e));
@@ -433,7 +434,7 @@ export class Triggers {
     return grown.map(([replica, counter]) => {
       const own = c.after.siblings.find((s) => s.dot.replica === replica && s.dot.counter === counter);
       const hlc = own?.hlc ?? latestHlc(c.after);
-      const time = hlc.ms === 0 ? new Date(this.host.env.clock.nowMs()).toISOString() : hlcToIso(hlc);
+      const time = hlc.ms === 0 ? hlcToIso({ ms: this.host.env.clock.nowMs(), c: 0 }) : hlcToIso(hlc);
       return {
         key: `${replica}:${counter}`,
         collection: c.collection,
@@ -541,7 +542,7 @@ export class Triggers {
       if (this.closed || t.dropped) return false;
       t.failures++;
       t.lastError = e instanceof Error ? e.message : String(e);
-      t.lastErrorAt = new Date(this.host.env.clock.nowMs()).toISOString();
+      t.lastErrorAt = hlcToIso({ ms: this.host.env.clock.nowMs(), c: 0 });
       this.host.env.logger.log('warn', 'trigger handler failed', {
         trigger: t.name,
         key: event.key,
@@ -577,7 +578,7 @@ export class Triggers {
     const { minMs, maxMs } = t.retry;
     const base = Math.min(maxMs, minMs * 2 ** Math.min(attempt - 1, 40));
     const delay = Math.round(base / 2 + (this.host.env.random.next() * base) / 2);
-    t.nextRetryAt = new Date(this.host.env.clock.nowMs() + delay).toISOString();
+    t.nextRetryAt = hlcToIso({ ms: this.host.env.clock.nowMs() + delay, c: 0 });
     t.retryTimer?.cancel();
     t.retryTimer = this.host.env.timers.setTimeout(() => {
       t.retryTimer = undefined;

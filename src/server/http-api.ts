@@ -503,7 +503,7 @@ export function registerHttpApi(app: FastifyInstance, deps: HttpApiDeps): void {
           // another collection: deleting a user flags the tasks naming it): while any is broken,
           // every change wakes the stream to read again; the read filters what it shows.
           const offChange = db.subscribe((e) => {
-            if (!e.conflict && db.status().violations > 0) l(e);
+            if (!e.conflict && db.replica.violations > 0) l(e);
           });
           return () => {
             offConflict();

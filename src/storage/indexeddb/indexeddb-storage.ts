@@ -9,6 +9,8 @@ import { wrap } from 'idb';
 import type { DBSchema, IDBPDatabase } from 'idb';
 import { AssertionError, DbError, ErrorCode, assert } from '../../shared/index.js';
 import type { DocKey, DocRow, ReadTx, Storage, WriteTx } from '../storage.js';
+import { overlayMetaRange, stagedInRange } from '../meta-range.js';
+import type { MetaEntry } from '../meta-range.js';
 import { SerialQueue } from '../serial-queue.js';
 
 /**
@@ -178,7 +180,6 @@ class IndexedDbTx implements WriteTx {
     checkLimit(limit);
     if (limit === 0) return [];
     const inRange = (key: string): boolean => key.startsWith(prefix) && (afterKey === undefined || key > afterKey);
-    const staged = [...this.stage.meta.keys()].filter(inRange).sort(compareStrings);
     // The keys holding the prefix are one contiguous run from the prefix on: read from the
     // later of the prefix and afterKey, enough that `limit` remain once staged keys are laid over.
     const range =
@@ -187,20 +188,14 @@ class IndexedDbTx implements WriteTx {
         : IDBKeyRange.lowerBound(prefix);
     const [keys, values] = await this.query((t) => {
       const meta = t.objectStore('meta');
-      const count = countFor(limit + staged.length);
+      const count = countFor(limit + stagedInRange(this.stage.meta, inRange));
       return Promise.all([meta.getAllKeys(range, count), meta.getAll(range, count)]);
     });
-    const entries: { key: string; value: Uint8Array }[] = [];
-    for (let n = 0; n < keys.length; n++) {
-      const key = keys[n] as string;
-      if (!key.startsWith(prefix)) break;
-      if (!this.stage.meta.has(key)) entries.push({ key, value: values[n] as Uint8Array });
+    const committed: MetaEntry[] = [];
+    for (let n = 0; n < keys.length && (keys[n] as string).startsWith(prefix); n++) {
+      committed.push({ key: keys[n] as string, value: values[n] as Uint8Array });
     }
-    for (const key of staged) {
-      const value = this.stage.meta.get(key);
-      if (value !== null && value !== undefined) entries.push({ key, value });
-    }
-    return entries.sort((a, b) => compareStrings(a.key, b.key)).slice(0, limit);
+    return overlayMetaRange(committed, this.stage.meta, inRange, limit);
   }
 
   async getDocs(keys: readonly DocKey[]): Promise<(DocRow | undefined)[]> {

@@ -7,6 +7,8 @@
 import { AssertionError, DbError, ErrorCode, assert } from '../../shared/index.js';
 import type { DocKey, DocRow, ReadTx, Storage, WriteTx } from '../storage.js';
 import { SerialQueue } from '../serial-queue.js';
+import { overlayMetaRange, stagedInRange } from '../meta-range.js';
+import type { MetaEntry } from '../meta-range.js';
 
 /** A map key for (collection, id) that no two distinct pairs share, whatever their characters. */
 function docKeyString(collection: string, id: string): string {
@@ -251,30 +253,17 @@ class MemoryTx implements WriteTx {
   ): Promise<{ key: string; value: Uint8Array }[]> {
     this.check(false);
     checkLimit(limit);
-    const after = (key: string): boolean => key.startsWith(prefix) && (afterKey === undefined || key > afterKey);
+    const inRange = (key: string): boolean => key.startsWith(prefix) && (afterKey === undefined || key > afterKey);
     const keys = this.committed.metaKeys;
     let i = afterKey !== undefined && afterKey >= prefix ? lowerBound(keys, afterKey) : lowerBound(keys, prefix);
     if (keys[i] === afterKey) i++;
-    const staged = [...this.overlay.meta.keys()].filter(after).sort(compareStrings);
-    let j = 0;
-    const out: { key: string; value: Uint8Array }[] = [];
-    while (out.length < limit) {
-      const a = i < keys.length && (keys[i] as string).startsWith(prefix) ? (keys[i] as string) : undefined;
-      const b = staged[j];
-      if (a === undefined && b === undefined) break;
-      let key: string;
-      if (b === undefined || (a !== undefined && a < b)) {
-        key = a as string;
-        i++;
-      } else {
-        key = b;
-        j++;
-        if (a === b) i++; // staged over committed: one entry
-      }
-      const value = this.overlay.meta.has(key) ? this.overlay.meta.get(key) : this.committed.meta.get(key);
-      if (value !== null && value !== undefined) out.push({ key, value });
+    const committed: MetaEntry[] = [];
+    const want = limit + stagedInRange(this.overlay.meta, inRange);
+    for (; i < keys.length && committed.length < want && (keys[i] as string).startsWith(prefix); i++) {
+      const key = keys[i] as string;
+      committed.push({ key, value: this.committed.meta.get(key) as Uint8Array });
     }
-    return out;
+    return overlayMetaRange(committed, this.overlay.meta, inRange, limit);
   }
 
   async getDocs(keys: readonly DocKey[]): Promise<(DocRow | undefined)[]> {
